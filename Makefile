@@ -1,0 +1,40 @@
+# The two commands of the README quick start, and the pieces they stand on.
+#   make serve   start a demo node on loopback (data in ./data)
+#   make test    lint, type-check and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+DATA   ?= ./data
+BIN    := $(VENV)/bin
+
+.PHONY: serve test lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+serve: $(VENV)/.installed
+	@test -f $(DATA)/mssante.toml || $(BIN)/mssante init --demo --data-dir $(DATA)
+	$(BIN)/mssante serve --data-dir $(DATA)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

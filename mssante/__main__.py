@@ -1,0 +1,5 @@
+import sys
+
+from mssante.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""The runtime every service shares, and `serve`'s start/stop sequence.
+
+A *service* is anything with ``start()`` and ``stop(grace)``: a listener, a
+queue runner. Packages contribute services through factories listed in
+:data:`SERVICE_FACTORIES`; each factory receives the :class:`Runtime` and
+returns the services its configuration enables. `serve` starts them all,
+reports ready (``/healthz`` turns 200, one ``ready`` log line), waits for
+SIGTERM/SIGINT, stops accepting, lets in-flight work finish within the grace
+period and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select
+
+from mssante import http
+from mssante.clock import Clock, SystemClock
+from mssante.config import CONFIG_NAME, Config, ConfigError
+from mssante.db import Database, SchemaOutOfDate
+from mssante.listener import TcpListener
+from mssante.metrics import Metrics
+from mssante.schema import BLOB_REFERENCES
+from mssante.store import BlobStore, GCReport, load_key
+
+log = logging.getLogger("mssante")
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass
+class Runtime:
+    """What a running node shares between its services."""
+
+    config: Config
+    db: Database
+    store: BlobStore
+    clock: Clock = field(default_factory=SystemClock)
+    metrics: Metrics = field(default_factory=Metrics)
+    ready: bool = False
+    #: Set when shutdown begins, so long sessions can say goodbye (SMTP 421, IMAP BYE).
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def open(cls, config: Config, clock: Clock | None = None) -> Runtime:
+        """Open the database and the store a configuration names; check the schema."""
+        key = load_key(config.path(config.store.key_file)) if config.store.encrypt else None
+        db = open_database(config)
+        try:
+            db.require_current()
+        except SchemaOutOfDate:
+            db.dispose()
+            raise
+        store = BlobStore(config.data_dir / "blobs", key)
+        return cls(config=config, db=db, store=store, clock=clock or SystemClock())
+
+    def collect_garbage(self) -> GCReport:
+        """Remove blobs no column of :data:`BLOB_REFERENCES` names (see BlobStore.gc)."""
+        referenced: set[str] = set()
+        with self.db.read() as conn:
+            for column in BLOB_REFERENCES:
+                referenced.update(conn.execute(select(column).distinct()).scalars())
+        return self.store.gc(
+            referenced,
+            now=self.clock.now(),
+            grace_seconds=self.config.store.gc_grace_seconds,
+        )
+
+
+def open_database(config: Config) -> Database:
+    """The database a configuration names, its password read from its file."""
+    password = None
+    if config.database.password_file is not None:
+        file = config.path(config.database.password_file)
+        try:
+            password = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                config.data_dir / CONFIG_NAME, "database.password_file", f"a readable file ({exc})"
+            ) from None
+    return Database.open(
+        config.database_url,
+        password=password,
+        busy_timeout_ms=config.database.busy_timeout_ms,
+        pool_size=config.database.pool_size,
+    )
+
+
+def http_services(runtime: Runtime) -> list[Service]:
+    listener = runtime.config.listeners.http
+    if not listener.enabled:
+        return []
+    handler = http.make_handler(lambda: runtime.ready, runtime.metrics.render)
+    return [
+        TcpListener(
+            "http",
+            listener.host,
+            listener.port,
+            handler,
+            metrics=runtime.metrics,
+            stream_limit=http.MAX_HEAD,
+        )
+    ]
+
+
+ServiceFactory = Callable[[Runtime], list[Service]]
+
+#: Every package's contribution to `serve`. SMTP and IMAP add theirs here.
+SERVICE_FACTORIES: list[ServiceFactory] = [http_services]
+
+
+async def serve(runtime: Runtime, factories: list[ServiceFactory] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``runtime.stopping`` is set), then stop cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stopping.set)
+    services = [s for factory in factories or SERVICE_FACTORIES for s in factory(runtime)]
+    started: list[Service] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+        runtime.ready = True
+        runtime.metrics.gauge("mssante_ready", "1 once every listener is bound.").set(1)
+        log.info(
+            "ready",
+            extra={"fields": {"services": ", ".join(s.describe() for s in started)}},
+        )
+        await runtime.stopping.wait()
+    finally:
+        runtime.ready = False
+        runtime.stopping.set()
+        grace = runtime.config.server.shutdown_grace_seconds
+        log.info("stopping", extra={"fields": {"grace_seconds": grace}})
+        await asyncio.gather(*(s.stop(grace) for s in reversed(started)))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        runtime.db.dispose()
+    log.info("stopped")

@@ -1,0 +1,374 @@
+"""`DIR/mssante.toml`: one file, validated before anything starts.
+
+The schema is a tree of dataclasses; each field carries its meaning in
+``metadata["doc"]`` so that the reference in ``docs/configuration.md`` is
+generated from the same source the validator uses. Any wrong key, type or value
+raises :class:`ConfigError`, whose one-line message names the file, the dotted
+key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mssante.errors import OperatorError
+
+CONFIG_NAME = "mssante.toml"
+
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+
+
+class ConfigError(OperatorError):
+    """A configuration problem, printable as one line."""
+
+    def __init__(self, file: Path | str, key: str, expected: str) -> None:
+        self.file = str(file)
+        self.key = key
+        self.expected = expected
+        super().__init__(f"{self.file}: {key}: {expected}")
+
+
+def _doc(text: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
+    return {"doc": text, "check": check}
+
+
+def _domain(value: Any) -> str | None:
+    try:
+        ascii_name = str(value).encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return "a DNS domain name"
+    return None if _DOMAIN_RE.match(ascii_name) else "a DNS domain name"
+
+
+def _port(value: Any) -> str | None:
+    return None if 1 <= value <= 65535 else "a TCP port between 1 and 65535"
+
+
+def _host(value: Any) -> str | None:
+    if value == "localhost":
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return 'an IP address to bind (e.g. "127.0.0.1", "::", "0.0.0.0") or "localhost"'
+    return None
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "a number greater than or equal to 0"
+
+
+def _database_url(value: Any) -> str | None:
+    if value == "":
+        return None
+    if not re.match(r"^(sqlite|postgresql\+psycopg)://", value):
+        return 'empty (SQLite in DIR/mssante.db), "sqlite:///PATH" or "postgresql+psycopg://…"'
+    if re.match(r"^[a-z+]+://[^/@]*:[^/@]*@", value):
+        return "a URL without a password: put the password in database.password_file"
+    return None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    domain: str = field(
+        default="", metadata=_doc("Mail domain this node hosts (required).", _domain)
+    )
+    hostname: str = field(
+        default="",
+        metadata=_doc(
+            "Host name this node announces (SMTP greeting, certificate). "
+            "Empty: the value of `node.domain`."
+        ),
+    )
+    patient_domain: str = field(
+        default="patient.mssante.fr",
+        metadata=_doc("Domain of patient (MSS-C) addresses `<INS>@domain`.", _domain),
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "SQLAlchemy URL. Empty: SQLite (WAL, synchronous=FULL) in `DIR/mssante.db`. "
+            "`postgresql+psycopg://user@host/db` selects PostgreSQL.",
+            _database_url,
+        ),
+    )
+    password_file: Path | None = field(
+        default=None,
+        metadata=_doc("File holding the database password (PostgreSQL). Never in the URL."),
+    )
+    busy_timeout_ms: int = field(
+        default=10000,
+        metadata=_doc("SQLite: how long a writer waits for the lock, in ms.", _positive),
+    )
+    pool_size: int = field(
+        default=5, metadata=_doc("PostgreSQL: connections kept per node.", _positive)
+    )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    encrypt: bool = field(
+        default=True,
+        metadata=_doc(
+            "Encrypt message blobs at rest (AES-256-GCM, 64 KiB authenticated segments)."
+        ),
+    )
+    key_file: Path = field(
+        default=Path("keys/store.key"),
+        metadata=_doc("File holding the 32-byte store key as 64 hex digits (mode 0600)."),
+    )
+    gc_grace_seconds: int = field(
+        default=3600,
+        metadata=_doc(
+            "GC never removes an unreferenced blob younger than this (it may be "
+            "between its fsync and its database commit).",
+            _non_negative,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert_file: Path = field(
+        default=Path("pki/server.pem"),
+        metadata=_doc("This node's certificate followed by its chain (PEM)."),
+    )
+    key_file: Path = field(
+        default=Path("pki/server.key"), metadata=_doc("This node's private key (PEM).")
+    )
+    ca_file: Path = field(
+        default=Path("pki/ca/root.pem"),
+        metadata=_doc("Trust anchors for peers and client certificates (PEM bundle or .p7b)."),
+    )
+    crl_files: list[Path] = field(
+        default_factory=list,
+        metadata=_doc("CRLs (PEM or DER) checked for peer and client certificates."),
+    )
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    enabled: bool = field(default=True, metadata=_doc("Bind this listener."))
+    host: str = field(default="127.0.0.1", metadata=_doc("Address to bind.", _host))
+    port: int = field(default=0, metadata=_doc("TCP port.", _port))
+
+
+def _listener(port: int, doc: str) -> Any:
+    return field(default_factory=lambda: ListenerConfig(port=port), metadata=_doc(doc))
+
+
+@dataclass(frozen=True)
+class ListenersConfig:
+    http: ListenerConfig = _listener(8025, "Health and metrics (`/healthz`, `/metrics`):")
+    mx: ListenerConfig = _listener(25, "Inter-operator SMTP (trust space, mutual TLS):")
+    submission: ListenerConfig = _listener(587, "SMTP submission with STARTTLS:")
+    submissions: ListenerConfig = _listener(465, "SMTP submission over implicit TLS:")
+    imap: ListenerConfig = _listener(143, "IMAP with STARTTLS:")
+    imaps: ListenerConfig = _listener(993, "IMAP over implicit TLS:")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    shutdown_grace_seconds: float = field(
+        default=10.0,
+        metadata=_doc(
+            "On SIGTERM/SIGINT, how long in-flight work may finish before it is cancelled.",
+            _non_negative,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: Literal["text", "json"] = field(
+        default="text", metadata=_doc("`text` for people, `json` for one JSON object a line.")
+    )
+    level: Literal["debug", "info", "warning", "error"] = field(
+        default="info", metadata=_doc("Lowest level written.")
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    data_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, value: Path) -> Path:
+        """A configured path, relative paths being relative to the data directory."""
+        return value if value.is_absolute() else self.data_dir / value
+
+    @property
+    def hostname(self) -> str:
+        return self.node.hostname or self.node.domain
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'mssante.db'}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(data_dir: Path | str) -> Config:
+    """Read and validate ``DATA_DIR/mssante.toml``."""
+    data_dir = Path(data_dir)
+    file = data_dir / CONFIG_NAME
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(file, "-", "file not found: run `mssante init` first") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "-", f"a readable UTF-8 file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "-", f"valid TOML ({exc})") from None
+    config = typing.cast(Config, _build(Config(), raw, file, ""))
+    if not config.node.domain:
+        raise ConfigError(file, "node.domain", "the mail domain this node hosts (required)")
+    return dataclasses.replace(config, data_dir=data_dir.resolve())
+
+
+def _build(base: Any, raw: Any, file: Path, prefix: str) -> Any:
+    """``base`` (a dataclass instance holding the defaults) overridden by ``raw``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(file, prefix.rstrip(".") or "-", "a table")
+    cls = type(base)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            file, prefix + unknown[0], f"unknown key (known here: {', '.join(sorted(fields))})"
+        )
+    values: dict[str, Any] = {}
+    for name in raw:
+        key, hint = prefix + name, hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(getattr(base, name), raw[name], file, key + ".")
+            continue
+        value = _convert(hint, raw[name], file, key)
+        check = fields[name].metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(file, key, f"{problem}, got {raw[name]!r}")
+        values[name] = value
+    return dataclasses.replace(base, **values)
+
+
+def _convert(hint: Any, value: Any, file: Path, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            expected = " or ".join(f'"{c}"' for c in choices)
+            raise ConfigError(file, key, f"one of {expected}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):  # Path | None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(inner, value, file, key)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(file, key, f"a list of {_name(item)}, got {value!r}")
+        return [_convert(item, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(file, key, f"a file path (string), got {value!r}")
+        return Path(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(file, key, f"true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(file, key, f"an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(file, key, f"a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(file, key, f"a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {key}")  # a schema bug
+
+
+def _name(hint: Any) -> str:
+    return {Path: "file paths", str: "strings", int: "integers"}.get(hint, str(hint))
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every key, in file order."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(cls: type, instance: Any, prefix: str, context: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("internal"):
+                continue
+            hint, value = hints[f.name], getattr(instance, f.name)
+            if dataclasses.is_dataclass(hint):
+                context = f.metadata.get("doc", "")
+                walk(typing.cast(type, hint), value, f"{prefix}{f.name}.", context)
+                continue
+            doc = f"{context} {f.metadata['doc']}".strip()
+            rows.append((prefix + f.name, _type_label(hint), _toml(value), doc))
+
+    walk(Config, Config(), "", "")
+    return rows
+
+
+def _type_label(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " \\| ".join(f'"{c}"' for c in typing.get_args(hint))
+    if origin in (types.UnionType, typing.Union):
+        return "path (optional)"
+    if origin is list:
+        return "list of paths"
+    return {Path: "path", bool: "bool", int: "integer", float: "number", str: "string"}[hint]
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+def reference_markdown() -> str:
+    """The key table embedded in ``docs/configuration.md`` (a test keeps them equal)."""
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{k}` | {t} | `{d}` | {m} |" for k, t, d, m in reference_rows()]
+    return "\n".join(lines) + "\n"

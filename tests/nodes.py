@@ -1,0 +1,99 @@
+"""Helpers to run real `mssante` processes in tests (not a test module)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mssante.datadir import DEMO_PORTS
+
+
+def mssante(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mssante", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_offset() -> int:
+    """An offset at which every demo port is free on 127.0.0.1."""
+    for _ in range(200):
+        offset = random.randrange(10000, 60000, 10) - 2000
+        if all(_free(port + offset) for port in DEMO_PORTS.values()):
+            return offset
+    raise RuntimeError("no free demo port range")
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+@dataclass
+class Node:
+    """A `mssante serve` child process and what it printed."""
+
+    data_dir: Path
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, data_dir: Path) -> Node:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mssante", "serve", "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return cls(data_dir, process)
+
+    def wait_for(self, needle: str, timeout: float = 10.0) -> str:
+        """Read the log until a line contains ``needle`` (or the process ends)."""
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.process.stderr, selectors.EVENT_READ)
+            while (left := deadline - time.monotonic()) > 0:
+                if not sel.select(left):
+                    break
+                line = self.process.stderr.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+                if needle in line:
+                    return line
+        raise AssertionError(f"no {needle!r} in log:\n{''.join(self.lines)}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        assert self.process.stderr is not None
+        self.lines += self.process.stderr.readlines()
+        return code
+
+    def json_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.lines if line.startswith("{")]
