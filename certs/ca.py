@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from .atomic import atomic_write
+from mssante.files import atomic_write
+
 from .crl import CRL_DAYS, build_crl, crl_number
 from .errors import CAError
 from .keys import KeyType, PrivateKey, generate_private_key, load_private_key_pem, private_key_pem

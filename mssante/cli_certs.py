@@ -136,7 +136,7 @@ def cmd_crl(args: argparse.Namespace) -> int:
     now = _now()
     crl = ca.crl(now)
     ca.root_crl(now)
-    print(f"published {ca.layout.crl} (next update {crl.next_update_utc.isoformat()})")
+    print(f"published {ca.layout.crl} (next update {crl.next_update_utc})")
     return 0
 
 

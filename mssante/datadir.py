@@ -10,7 +10,6 @@ trust space.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from certs import CertificateAuthority
 from mssante import config as cfg
 from mssante.db import Database
 from mssante.errors import OperatorError
+from mssante.files import atomic_write
 from mssante.store import generate_key
 
 DEMO_DOMAIN = "demo.mssante.test"
@@ -80,7 +80,7 @@ def init(options: InitOptions, *, now: datetime) -> cfg.Config:
         crl_file = "pki/ca/crl.pem" if options.ca_dir is None else str(ca_dir / "crl.pem")
 
     text = render_config(options, hostname=hostname, ca_file=ca_file, crl_file=crl_file)
-    _write_atomic(config_file, text)
+    atomic_write(config_file, text.encode("utf-8"))
     config = cfg.load(data_dir)  # what we wrote must be what serve accepts
     db = Database.open(config.database_url)
     try:
@@ -133,12 +133,3 @@ def render_config(
             ]
     lines += ["[logging]", 'format = "text"', 'level = "info"', ""]
     return "\n".join(lines)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mssante.errors import OperatorError
+from mssante.files import fsync_directory
 
 SEGMENT = 64 * 1024
 _TAG = 16
@@ -89,15 +90,7 @@ def generate_key(path: Path) -> None:
         fh.write(secrets.token_hex(32) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)
 
 
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
@@ -320,7 +313,7 @@ class BlobWriter:
                 os.replace(self._tmp, final)
             store.checkpoint("renamed")
             for directory in [final.parent, *created]:
-                _fsync_dir(directory)
+                fsync_directory(directory)
             store.checkpoint("dir-synced")
         except BaseException:
             self.abort()

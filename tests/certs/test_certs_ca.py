@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,8 +11,6 @@ import pytest
 from cryptography import x509
 
 from certs import CAError, CALayout, CertificateAuthority, serial_hex, write_pem
-from certs import atomic as atomic_module
-from certs.atomic import atomic_write
 
 
 def mode(path: Path) -> int:
@@ -189,26 +186,3 @@ def test_layout_and_serial_hex() -> None:
     assert layout.crl == Path("/srv/ca/crl.pem")
     assert layout.issued_cert(0xABC) == Path("/srv/ca/issued/0ABC.pem")
     assert serial_hex(255) == "FF"
-
-
-def test_atomic_write_sets_mode_and_replaces(tmp_path: Path) -> None:
-    target = tmp_path / "secret.key"
-    target.write_bytes(b"old")
-    os.chmod(target, 0o644)
-    atomic_write(target, b"new", mode=0o600)
-    assert target.read_bytes() == b"new" and mode(target) == 0o600
-    assert leftovers(tmp_path) == []
-
-
-def test_atomic_write_crash_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "crl.pem"
-    target.write_bytes(b"old")
-
-    def crash(src: str, dst: str) -> None:
-        raise OSError("simulated crash before rename")
-
-    monkeypatch.setattr(atomic_module.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
-        atomic_write(target, b"new")
-    assert target.read_bytes() == b"old"
-    assert leftovers(tmp_path) == []

@@ -1,8 +1,9 @@
-"""Crash-safe file writes.
+"""Crash-safe file writes, for every small file a running node reads.
 
-Keys and CRLs are read by running servers: a half-written file would either
-lock peers out or leak a truncated key, so every write goes through a temp
-file in the same directory, is fsynced, then renamed over the target.
+Configuration, keys and CRLs are read by running servers: a half-written file
+would either lock peers out or leak a truncated key, so every write goes
+through a temp file in the same directory, is fsynced, then renamed over the
+target, and the directory is fsynced so the rename itself survives a crash.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "fsync_directory"]
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> Path:
@@ -34,11 +35,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Persist the rename itself; without it a crash may resurrect the old file."""
     fd = os.open(directory, os.O_RDONLY)
     try:
