@@ -6,7 +6,7 @@ VENV   ?= .venv
 DATA   ?= ./data
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint typecheck pytest clean
+.PHONY: serve test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/store_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
