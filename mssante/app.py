@@ -130,12 +130,13 @@ async def serve(runtime: Runtime, factories: list[ServiceFactory] | None = None)
         loop.add_signal_handler(sig, runtime.stopping.set)
     services = [s for factory in factories or SERVICE_FACTORIES for s in factory(runtime)]
     started: list[Service] = []
+    ready_gauge = runtime.metrics.gauge("mssante_ready", "1 while every listener is bound.")
     try:
         for service in services:
             await service.start()
             started.append(service)
         runtime.ready = True
-        runtime.metrics.gauge("mssante_ready", "1 once every listener is bound.").set(1)
+        ready_gauge.set(1)
         log.info(
             "ready",
             extra={"fields": {"services": ", ".join(s.describe() for s in started)}},
@@ -143,6 +144,7 @@ async def serve(runtime: Runtime, factories: list[ServiceFactory] | None = None)
         await runtime.stopping.wait()
     finally:
         runtime.ready = False
+        ready_gauge.set(0)
         runtime.stopping.set()
         grace = runtime.config.server.shutdown_grace_seconds
         log.info("stopping", extra={"fields": {"grace_seconds": grace}})

@@ -37,9 +37,6 @@ class _Metric:
         with self.lock:
             self.values[tuple(sorted(labels.items()))] = float(value)
 
-    def get(self, **labels: str) -> float:
-        return self.values.get(tuple(sorted(labels.items())), 0.0)
-
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
         with self.lock:
