@@ -20,6 +20,8 @@ from typing import Protocol
 
 from sqlalchemy import select
 
+from annuaire import api as annuaire_api
+from annuaire.monitor import WhitelistMonitor
 from mssante import http
 from mssante.clock import Clock, SystemClock
 from mssante.config import CONFIG_NAME, Config, ConfigError
@@ -104,7 +106,11 @@ def http_services(runtime: Runtime) -> list[Service]:
     listener = runtime.config.listeners.http
     if not listener.enabled:
         return []
-    handler = http.make_handler(lambda: runtime.ready, runtime.metrics.render)
+    routes = {
+        **http.builtin_routes(lambda: runtime.ready, runtime.metrics.render),
+        "/annuaire/search": annuaire_api.search_route(runtime.db),
+    }
+    handler = http.make_handler(routes)
     return [
         TcpListener(
             "http",
@@ -117,10 +123,15 @@ def http_services(runtime: Runtime) -> list[Service]:
     ]
 
 
+def directory_services(runtime: Runtime) -> list[Service]:
+    every = runtime.config.whitelist.refresh_seconds
+    return [WhitelistMonitor(runtime.db, runtime.clock, runtime.metrics, every=every)]
+
+
 ServiceFactory = Callable[[Runtime], list[Service]]
 
 #: Every package's contribution to `serve`. SMTP and IMAP add theirs here.
-SERVICE_FACTORIES: list[ServiceFactory] = [http_services]
+SERVICE_FACTORIES: list[ServiceFactory] = [directory_services, http_services]
 
 
 async def serve(runtime: Runtime, factories: list[ServiceFactory] | None = None) -> None:

@@ -165,7 +165,7 @@ class Commands:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mssante import cli_certs
+    from mssante import cli_annuaire, cli_certs
 
     parser = argparse.ArgumentParser(prog="mssante", description="MSSanté operator node")
     parser.add_argument("--version", action="version", version=f"mssante {__version__}")
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
 
     cli_certs.register(commands.group("certs", "PKI: issue, check and revoke certificates"))
+    cli_annuaire.register(commands)
     return parser
 
 

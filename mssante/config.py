@@ -49,6 +49,21 @@ def _domain(value: Any) -> str | None:
     return None if _DOMAIN_RE.match(ascii_name) else "a DNS domain name"
 
 
+def _domains(value: Any) -> str | None:
+    return next((problem for item in value if (problem := _domain(item))), None)
+
+
+def _address(value: Any) -> str | None:
+    if value == "":
+        return None
+    local, at, domain = str(value).rpartition("@")
+    return None if at and local and not _domain(domain) else "an address local@domain, or empty"
+
+
+def _percent(value: Any) -> str | None:
+    return None if 0 <= value <= 100 else "a percentage between 0 and 100"
+
+
 def _port(value: Any) -> str | None:
     return None if 1 <= value <= 65535 else "a TCP port between 1 and 65535"
 
@@ -96,6 +111,16 @@ class NodeConfig:
     patient_domain: str = field(
         default="patient.mssante.fr",
         metadata=_doc("Domain of patient (MSS-C) addresses `<INS>@domain`.", _domain),
+    )
+    extra_domains: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Other mail domains this node hosts BALs for.", _domains),
+    )
+    bridge_address: str = field(
+        default="",
+        metadata=_doc(
+            "Address of the envoi-en-Y bridge (XDM deposits); empty: no bridge.", _address
+        ),
     )
 
 
@@ -164,6 +189,31 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class WhitelistConfig:
+    ca_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Anchors for downloading the list over https (the IGC-Santé chain, PEM or "
+            ".p7b). Empty: `tls.ca_file`."
+        ),
+    )
+    max_shrink_percent: float = field(
+        default=20.0,
+        metadata=_doc(
+            "A new list this much smaller than the one in force is refused as suspicious.",
+            _percent,
+        ),
+    )
+    refresh_seconds: float = field(
+        default=60.0,
+        metadata=_doc(
+            "How often `serve` looks for a newly imported list (it needs no restart).",
+            _positive,
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ListenerConfig:
     enabled: bool = field(default=True, metadata=_doc("Bind this listener."))
     host: str = field(default="127.0.0.1", metadata=_doc("Address to bind.", _host))
@@ -211,6 +261,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    whitelist: WhitelistConfig = field(default_factory=WhitelistConfig)
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -223,6 +274,12 @@ class Config:
     @property
     def hostname(self) -> str:
         return self.node.hostname or self.node.domain
+
+    @property
+    def local_domains(self) -> frozenset[str]:
+        """Every domain whose BALs this node hosts, lower-case A-labels."""
+        names = [self.node.domain, *self.node.extra_domains]
+        return frozenset(n.encode("idna").decode("ascii").lower() for n in names)
 
     @property
     def database_url(self) -> str:
@@ -351,7 +408,7 @@ def _type_label(hint: Any) -> str:
     if origin in (types.UnionType, typing.Union):
         return "path (optional)"
     if origin is list:
-        return "list of paths"
+        return {Path: "list of paths", str: "list of strings"}[typing.get_args(hint)[0]]
     return {Path: "path", bool: "bool", int: "integer", float: "number", str: "string"}[hint]
 
 

@@ -1,17 +1,23 @@
-"""The operations HTTP listener: ``GET /healthz`` and ``GET /metrics``.
+"""The node's HTTP listener: ``/healthz``, ``/metrics`` and the packages' JSON routes.
 
 Deliberately tiny: one bounded request per connection, GET/HEAD only, then
-close. :func:`parse_request_head` is the sans-IO part; :func:`respond` picks
-the answer; the asyncio handler only moves bytes.
+close. :func:`parse_request_head` is the sans-IO part; routes are async
+functions of the query parameters returning a :class:`Response`; the asyncio
+handler only moves bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from mssante.listener import ConnectionHandler
+
+log = logging.getLogger("mssante.http")
 
 MAX_HEAD = 8192
 READ_TIMEOUT = 10.0
@@ -19,6 +25,7 @@ READ_TIMEOUT = 10.0
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    500: "Internal Server Error",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
@@ -31,6 +38,10 @@ _REASONS = {
 class Request:
     method: str
     path: str
+    query: dict[str, str] = field(default_factory=dict)
+
+
+Route = Callable[[dict[str, str]], Awaitable["Response"]]
 
 
 @dataclass(frozen=True)
@@ -61,18 +72,41 @@ def parse_request_head(head: bytes) -> Request | Response:
         return Response(400, b"HTTP/1.x only\n")
     if method not in ("GET", "HEAD"):
         return Response(405, b"GET or HEAD only\n")
-    return Request(method, target.split("?", 1)[0])
+    path, _, query = target.partition("?")
+    try:
+        params = urllib.parse.parse_qs(query, max_num_fields=20, strict_parsing=False)
+    except ValueError:
+        return Response(400, b"too many query parameters\n")
+    return Request(method, path, {k: v[-1][:512] for k, v in params.items()})
 
 
-def respond(request: Request, *, ready: bool, metrics: Callable[[], str]) -> Response:
-    if request.path == "/healthz":
-        return Response(200, b"ok\n") if ready else Response(503, b"not ready\n")
-    if request.path == "/metrics":
+def json_response(status: int, payload: object) -> Response:
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    return Response(status, body, "application/json; charset=utf-8")
+
+
+def builtin_routes(is_ready: Callable[[], bool], metrics: Callable[[], str]) -> dict[str, Route]:
+    async def healthz(_: dict[str, str]) -> Response:
+        return Response(200, b"ok\n") if is_ready() else Response(503, b"not ready\n")
+
+    async def render_metrics(_: dict[str, str]) -> Response:
         return Response(200, metrics().encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
-    return Response(404, b"not found\n")
+
+    return {"/healthz": healthz, "/metrics": render_metrics}
 
 
-def make_handler(is_ready: Callable[[], bool], metrics: Callable[[], str]) -> ConnectionHandler:
+async def respond(request: Request, routes: dict[str, Route]) -> Response:
+    route = routes.get(request.path)
+    if route is None:
+        return Response(404, b"not found\n")
+    try:
+        return await route(request.query)
+    except Exception:
+        log.exception("route failed", extra={"fields": {"path": request.path}})
+        return Response(500, b"internal error\n")
+
+
+def make_handler(routes: dict[str, Route]) -> ConnectionHandler:
     """The connection handler; its listener must use ``stream_limit=MAX_HEAD``."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -89,7 +123,7 @@ def make_handler(is_ready: Callable[[], bool], metrics: Callable[[], str]) -> Co
             response = parse_request_head(head)
         if isinstance(response, Request):
             head_only = response.method == "HEAD"
-            response = respond(response, ready=is_ready(), metrics=metrics)
+            response = await respond(response, routes)
         writer.write(response.encode(head_only=head_only))
         await writer.drain()
 

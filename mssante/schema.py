@@ -116,6 +116,148 @@ audit_log = Table(
     Index(None, "actor"),
 )
 
+# --------------------------------------------------------------------------- directory
+
+bal = Table(
+    "bal",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", String(320), nullable=False),  # as created: local part preserved
+    Column("address_key", String(320), nullable=False, unique=True),  # lookups
+    Column("bal_type", String(3), nullable=False),  # PER, ORG, APP, CAB
+    Column("display_name", String(256), nullable=False),
+    Column("person_id_type", String(8), nullable=True),  # RPPS, ADELI
+    Column("person_id", String(16), nullable=True),
+    Column("facility_id_type", String(8), nullable=True),  # FINESS, SIRET, SIREN
+    Column("facility_id", String(16), nullable=True),
+    Column("facility_name", String(256), nullable=True),
+    Column("service", String(256), nullable=True),
+    Column("profession_code", String(16), nullable=True),
+    Column("profession_label", String(128), nullable=True),
+    Column("specialty_code", String(16), nullable=True),
+    Column("specialty_label", String(128), nullable=True),
+    Column("city", String(128), nullable=True),
+    Column("postal_code", String(16), nullable=True),
+    Column("pharmacy_accepts_patient_initiation", Boolean, nullable=False),
+    Column("preferred_rank", Integer, nullable=True),  # 1 = the person's preferred BAL
+    Column("liste_rouge", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+bal_members = Table(
+    "bal_members",
+    metadata,
+    Column("bal_id", Integer, ForeignKey("bal.id", ondelete="CASCADE"), primary_key=True),
+    Column("member_key", String(320), primary_key=True),  # address_key of a PER BAL
+)
+
+bal_credentials = Table(
+    "bal_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bal_id", Integer, ForeignKey("bal.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # password, certificate, oauth
+    # Argon2id hash; SHA-256 certificate fingerprint (hex); "issuer subject" of an OAuth identity.
+    Column("value", String(512), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("bal_id", "kind", "value"),
+    Index(None, "kind", "value"),
+)
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("ins", String(15), primary_key=True),
+    Column("status", String(16), nullable=False),  # not_created, opposed, open, closed
+    Column("first_name", String(128), nullable=True),
+    Column("last_name", String(128), nullable=True),
+    Column("notification_email", String(320), nullable=True),
+    Column("password_hash", String(256), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+whitelist_generations = Table(
+    "whitelist_generations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Column("generated_at", UTCDateTime, nullable=True),  # DateDeGeneration of the file
+    Column("source", String(1024), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("domain_count", Integer, nullable=False),
+    Column("domain_only", Boolean, nullable=False),  # a private lab's plain list: no DN pairing
+    Column("truncated", Boolean, nullable=False),
+    Column("active", Boolean, nullable=False),
+)
+
+whitelist_entries = Table(
+    "whitelist_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "generation_id",
+        Integer,
+        ForeignKey("whitelist_generations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("domain", String(253), nullable=False),  # lower-case A-labels
+    Column("dn", Text, nullable=True),  # as published
+    Column("dn_key", Text, nullable=True),  # normalised comparison key
+    Column("description", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),
+    Index(None, "generation_id", "domain"),
+)
+
+directory_entries = Table(
+    "directory_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(8), nullable=False),  # national (extraction) or local (our BALs)
+    Column("record_key", String(64), nullable=False, unique=True),  # identity of a line
+    Column("content_hash", String(64), nullable=False),  # detects changed lines on re-import
+    Column("address", String(320), nullable=False),
+    Column("address_key", String(320), nullable=False),
+    Column("bal_type", String(3), nullable=False),
+    Column("person_id", String(16), nullable=True),
+    Column("person_national_id", String(17), nullable=True),
+    Column("facility_id", String(16), nullable=True),
+    Column("last_name", String(128), nullable=True),
+    Column("first_name", String(128), nullable=True),
+    Column("name_key", String(256), nullable=False),  # folded "last first", for prefix search
+    Column("organisation", String(256), nullable=True),
+    Column("profession_code", String(16), nullable=True),
+    Column("profession_label", String(128), nullable=True),
+    Column("profession_key", String(128), nullable=True),
+    Column("specialty_label", String(128), nullable=True),
+    Column("city", String(128), nullable=True),
+    Column("city_key", String(128), nullable=True),
+    Column("postal_code", String(16), nullable=True),
+    Column("record", Text, nullable=False),  # the whole record as JSON, for export and display
+    Index(None, "address_key"),
+    Index(None, "person_id"),
+    Index(None, "person_national_id"),
+    Index(None, "facility_id"),
+    Index(None, "name_key"),
+    Index(None, "city_key"),
+    Index(None, "postal_code"),
+    Index(None, "profession_key"),
+)
+
+directory_tokens = Table(
+    "directory_tokens",
+    metadata,
+    Column("token", String(64), primary_key=True),  # a folded word of a name, organisation, city
+    Column(
+        "entry_id",
+        Integer,
+        ForeignKey("directory_entries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Index(None, "entry_id"),
+)
+
 #: Every column that references a blob of the message store. GC keeps any blob
 #: named here; a package that stores blob references registers its column.
 BLOB_REFERENCES: list[Column[Any]] = [mailbox_messages.c.blob_sha256]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +25,21 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
-def _postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _admin_url() -> str:
     admin_url = os.environ.get(PG_ENV)
     if not admin_url:
         pytest.skip(f"PostgreSQL case: set {PG_ENV} to run it (.ci/run does)")
+    return admin_url
+
+
+def _postgres_database(template: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (a copy of ``template``), dropped afterwards."""
+    admin_url = _admin_url()
     name = f"mssante_t_{secrets.token_hex(6)}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(text(f'CREATE DATABASE "{name}"{suffix}'))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -41,9 +48,34 @@ def _postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Databases migrated once per session; each test's ``db`` starts as a copy of one.
+
+    Migrating takes longer than copying, and every storage test needs the schema.
+    """
+    templates: dict[str, str] = {}
+    sqlite_file = tmp_path_factory.mktemp("template") / "mssante.db"
+    database = Database.open(f"sqlite:///{sqlite_file}")
+    database.upgrade()
+    database.dispose()
+    templates["sqlite"] = str(sqlite_file)
+    pg: Iterator[str] | None = None
+    if os.environ.get(PG_ENV):
+        pg = _postgres_database()
+        url = next(pg)
+        database = Database.open(url)
+        database.upgrade()
+        database.dispose()
+        templates["postgresql"] = make_url(url).database or ""
+    yield templates
+    if pg is not None:
+        pg.close()
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (skipped without MSSANTE_TEST_POSTGRES_URL)."""
+    """A fresh, empty PostgreSQL database (skipped without MSSANTE_TEST_POSTGRES_URL)."""
     yield from _postgres_database()
 
 
@@ -56,10 +88,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield from _postgres_database()
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    """A migrated database on each engine."""
-    database = Database.open(db_url)
-    database.upgrade()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: dict[str, str]
+) -> Iterator[Database]:
+    """A migrated database on each engine, fresh for each test."""
+    if request.param == "sqlite":
+        target = tmp_path / "mssante.db"
+        shutil.copyfile(migrated_templates["sqlite"], target)
+        urls: Iterator[str] = iter([f"sqlite:///{target}"])
+    else:
+        _admin_url()
+        urls = _postgres_database(template=migrated_templates["postgresql"])
+    database = Database.open(next(urls))
     yield database
     database.dispose()
+    if isinstance(urls, Generator):
+        urls.close()

@@ -20,8 +20,9 @@ KEY = bytes(range(32))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plain"])
-def test_sigkill_at_each_write_step_leaves_no_dangling_row(db, db_url, tmp_path, encrypted):
+def test_sigkill_at_each_write_step_leaves_no_dangling_row(db, tmp_path, encrypted):
     key = KEY if encrypted else None
+    db_url = db.engine.url.render_as_string(hide_password=False)
     store = BlobStore(tmp_path / "blobs", key)
     now = datetime.now(UTC)
     with db.transaction() as conn:

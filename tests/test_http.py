@@ -2,15 +2,15 @@
 
 import pytest
 
-from mssante.http import Request, Response, parse_request_head, respond
+from mssante.http import Request, Response, builtin_routes, parse_request_head, respond
 from mssante.metrics import Metrics
 
 
-def test_get_and_head_are_parsed_query_strings_dropped():
-    assert parse_request_head(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") == Request(
-        "GET", "/healthz"
-    )
-    assert parse_request_head(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n") == Request("HEAD", "/metrics")
+def test_get_and_head_are_parsed_with_their_query():
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert parse_request_head(head) == Request("GET", "/healthz")
+    head = b"HEAD /metrics?x=1&x=2&q=%C3%A9t%C3%A9+x HTTP/1.0\r\n\r\n"
+    assert parse_request_head(head) == Request("HEAD", "/metrics", {"x": "2", "q": "été x"})
 
 
 @pytest.mark.parametrize(
@@ -28,11 +28,20 @@ def test_malformed_or_unsupported_requests_are_refused(head, status):
     assert isinstance(response, Response) and response.status == status
 
 
-def test_healthz_follows_readiness_and_unknown_paths_are_404():
-    metrics = Metrics()
-    assert respond(Request("GET", "/healthz"), ready=False, metrics=metrics.render).status == 503
-    assert respond(Request("GET", "/healthz"), ready=True, metrics=metrics.render).status == 200
-    assert respond(Request("GET", "/etc/passwd"), ready=True, metrics=metrics.render).status == 404
+async def test_healthz_follows_readiness_and_unknown_paths_are_404():
+    ready = False
+    routes = builtin_routes(lambda: ready, Metrics().render)
+    assert (await respond(Request("GET", "/healthz"), routes)).status == 503
+    ready = True
+    assert (await respond(Request("GET", "/healthz"), routes)).status == 200
+    assert (await respond(Request("GET", "/etc/passwd"), routes)).status == 404
+
+
+async def test_a_failing_route_is_a_500_not_a_dropped_connection():
+    async def broken(_: dict[str, str]) -> Response:
+        raise RuntimeError("bug")
+
+    assert (await respond(Request("GET", "/x"), {"/x": broken})).status == 500
 
 
 def test_head_response_has_no_body():
