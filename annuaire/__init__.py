@@ -1,7 +1,60 @@
-"""Directory (annuaire), coming with the directory issue.
+"""Directory (annuaire): who we host, who we trust, where mail goes.
 
-What will live here: mailboxes (BAL PER/ORG/APP/CAB) and their credentials,
-the national trust-space whitelist, the national directory extraction import
-and search, INS validation and patient-space status, and the routing function
-the SMTP queue asks "where does this recipient go?".
+Mailboxes (BAL PER/ORG/APP/CAB) with their members and credentials, the
+patient-space registry (INS), the national trust-space whitelist, the national
+directory extraction and its search, and :func:`route`, the one question the
+SMTP server and the queue ask: where does this recipient go?
+
+Other packages import from here; the submodules are the directory's own.
 """
+
+from annuaire.addresses import AddressError, address_key, normalise_address
+from annuaire.bal import Bal, BalError, BalSpec, bals_for, get_bal, may_open, verify_password
+from annuaire.dn import DN, DNError, dn_from_x509, parse_dn
+from annuaire.ins import InsError, PatientStatus, parse_patient_address, validate_ins
+from annuaire.patients import Patient, get_patient
+from annuaire.routing import (
+    Bridge,
+    LocalMailbox,
+    PatientMailbox,
+    Refused,
+    Remote,
+    Route,
+    RoutingContext,
+    route,
+)
+from annuaire.trust import active_generation, is_listed, pair_matches
+
+__all__ = [
+    "DN",
+    "AddressError",
+    "Bal",
+    "BalError",
+    "BalSpec",
+    "Bridge",
+    "DNError",
+    "InsError",
+    "LocalMailbox",
+    "Patient",
+    "PatientMailbox",
+    "PatientStatus",
+    "Refused",
+    "Remote",
+    "Route",
+    "RoutingContext",
+    "active_generation",
+    "address_key",
+    "bals_for",
+    "dn_from_x509",
+    "get_bal",
+    "get_patient",
+    "is_listed",
+    "may_open",
+    "normalise_address",
+    "pair_matches",
+    "parse_dn",
+    "parse_patient_address",
+    "route",
+    "validate_ins",
+    "verify_password",
+]

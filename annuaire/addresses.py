@@ -13,6 +13,7 @@ import re
 
 MAX_LOCAL = 64
 MAX_ADDRESS = 254
+MAX_DOMAIN_INPUT = 1024
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL_FORBIDDEN = re.compile(r"[\s<>()\[\],;:\\\"@\x00-\x1f\x7f]")
 
@@ -22,20 +23,41 @@ class AddressError(ValueError):
 
 
 def normalise_domain(domain: str) -> str:
-    """Lower-case A-label form of a DNS domain, or AddressError."""
-    text = domain.strip().rstrip(".")
-    try:
-        ascii_domain = text.encode("idna").decode("ascii").lower() if text else ""
-    except UnicodeError:
-        raise AddressError(f"domain {domain!r} is not a valid internationalised name") from None
-    labels = ascii_domain.split(".")
-    if (
-        len(ascii_domain) > 253
-        or len(labels) < 2
-        or not all(_DOMAIN_LABEL.match(x) for x in labels)
-    ):
-        raise AddressError(f"domain {domain!r} is not a valid DNS name")
-    return ascii_domain
+    """Lower-case A-label form of a DNS domain (IDNA 2003), or AddressError saying why.
+
+    The one domain rule of the directory: BALs, patient addresses, whitelist
+    entries and routing all compare domains in this form.
+    """
+    name = domain.strip()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise AddressError("empty domain")
+    if len(name) > MAX_DOMAIN_INPUT:
+        raise AddressError(f"domain longer than {MAX_DOMAIN_INPUT} characters")
+    name = name.lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise AddressError(f"domain {domain!r} is not a valid internationalised name") from None
+    labels = name.split(".")
+    if len(name) > 253:
+        raise AddressError(f"domain {domain!r} is longer than 253 characters")
+    if len(labels) < 2:
+        raise AddressError(f"domain {domain!r} needs at least two labels")
+    bad = next((label for label in labels if not _DOMAIN_LABEL.match(label)), None)
+    if bad is not None:
+        raise AddressError(f"domain {domain!r} has an invalid label {bad!r}")
+    for label in labels:
+        if label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                raise AddressError(f"domain {domain!r} has an invalid A-label {label!r}") from None
+    if labels[-1].isdigit():
+        raise AddressError(f"domain {domain!r} ends with a numeric label")
+    return name
 
 
 def split_address(address: str) -> tuple[str, str]:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from annuaire.addresses import AddressError, normalise_domain
+
 INS_LENGTH: Final = 15
 BODY_LENGTH: Final = 13
 KINDS: Final = frozenset("123478")
@@ -89,11 +91,11 @@ def validate_ins(value: str) -> str:
 
 
 def _domain(domain: str) -> str:
-    """Lower-case ASCII (IDNA 2003, the standard library codec) form, for comparison."""
+    """The directory's one domain form (lower-case A-labels), for comparison."""
     try:
-        return domain.strip().lower().encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError(f"{domain!r} is not a valid domain name") from exc
+        return normalise_domain(domain)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def patient_address(ins: str, patient_domain: str) -> str:

@@ -23,9 +23,10 @@ from sqlalchemy import Connection
 
 from annuaire import bal as bals
 from annuaire import trust
-from annuaire.addresses import AddressError, address_key, split_address
+from annuaire.addresses import AddressError, address_key, normalise_domain, split_address
 from annuaire.ins import InsError, PatientStatus, parse_patient_address
 from annuaire.patients import get_patient
+from mssante.config import Config
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class RoutingContext:
     local_domains: frozenset[str]  # normalised (lower-case A-labels)
     patient_domain: str
     bridge_address: str | None = None  # address_key of the Y bridge, if enabled
+
+    @classmethod
+    def from_config(cls, config: Config) -> RoutingContext:
+        bridge = config.node.bridge_address
+        return cls(
+            local_domains=config.local_domains,
+            patient_domain=normalise_domain(config.node.patient_domain),
+            bridge_address=address_key(bridge) if bridge else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
 
+from annuaire import addresses
 from annuaire.dn import DN, DNError, parse_dn
 
 __all__ = [
@@ -73,7 +74,6 @@ MAX_INVALID_RATIO = 0.10
 MAX_FIELD_CHARS = 4096
 MAX_WARNINGS = 100
 _CHUNK = 256 * 1024
-_MAX_DOMAIN_INPUT = 1024
 
 _ROOT = "ListeBlancheMSSante"
 _LIST = "ListeDomaines"
@@ -123,9 +123,6 @@ _ENCODING_RE = re.compile(rb"\A<\?xml\s[^>]{0,200}?\bencoding\s*=\s*[\"']([^\"']
 _DECLARATION_RE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ENTITY_REF_RE = re.compile(rb"&(?!(?:lt|gt|amp|quot|apos);)([A-Za-z_:][\w.:-]{0,60});")
 _TAIL_RE = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(Domaine|ListeDomaines)\s*>\s*\Z")
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_LABEL_RE = re.compile(_LABEL)
-_DOMAIN_RE = re.compile(rf"(?:{_LABEL}\.)+{_LABEL}")
 
 
 class WhitelistError(ValueError):
@@ -133,37 +130,11 @@ class WhitelistError(ValueError):
 
 
 def normalise_domain(text: str) -> str:
-    """The stored form of a mail domain: lower-case A-labels, checked as a DNS name."""
-    name = text.strip()
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
-        raise WhitelistError("empty domain")
-    if len(name) > _MAX_DOMAIN_INPUT:
-        raise WhitelistError(f"domain longer than {_MAX_DOMAIN_INPUT} characters")
-    name = name.lower()
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise WhitelistError(f"domain {text!r} is not a valid IDNA name: {exc}") from None
-    if len(name) > 253:
-        raise WhitelistError(f"domain {text!r} is longer than 253 characters")
-    labels = name.split(".")
-    if len(labels) < 2:
-        raise WhitelistError(f"domain {text!r} needs at least two labels")
-    if not _DOMAIN_RE.fullmatch(name):
-        bad = next(label for label in labels if not _LABEL_RE.fullmatch(label))
-        raise WhitelistError(f"domain {text!r} has an invalid label {bad!r}")
-    for label in labels:
-        if label.startswith("xn--"):
-            try:
-                label.encode("ascii").decode("idna")
-            except UnicodeError:
-                raise WhitelistError(f"domain {text!r} has an invalid A-label {label!r}") from None
-    if labels[-1].isdigit():
-        raise WhitelistError(f"domain {text!r} ends with a numeric label")
-    return name
+    """The stored form of a mail domain (:func:`annuaire.addresses.normalise_domain`)."""
+    try:
+        return addresses.normalise_domain(text)
+    except addresses.AddressError as exc:
+        raise WhitelistError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from mssante import index
 from mssante.db import Database
 from mssante.store import BlobStore
 
+from benchlib import work_dir
+
 
 def floor(root: Path, payloads: list[bytes]) -> None:
     """The least any durable write can do: one file, fsynced, renamed, dir fsynced."""
@@ -72,7 +74,7 @@ def main() -> None:
     payloads = [os.urandom(args.size) for _ in range(args.count)]
     key = os.urandom(32)
     print(f"{args.count} messages of {args.size} bytes, one durable write each\n")
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory(dir=work_dir()) as tmp:
         root = Path(tmp)
         base = timed(
             "floor: write+fsync+rename+fsync(dir)",

@@ -233,7 +233,7 @@ def test_corsican_letters_in_the_local_part_accepted_in_either_case():
 
 
 def test_a_patient_domain_that_is_not_a_domain_is_a_configuration_error():
-    with pytest.raises(ValueError, match="is not a valid domain name") as caught:
+    with pytest.raises(ValueError, match="domain") as caught:
         parse_patient_address(f"{ANS_TEST_NIR}@{DOMAIN}", "bad..domain")
     assert not isinstance(caught.value, InsError)
 

@@ -93,3 +93,15 @@ def test_without_a_whitelist_nothing_is_remote(db):
     with db.read() as conn:
         result = route(conn, "confrere@medecin.mssante.fr", CONTEXT)
     assert isinstance(result, Refused) and result.reply().startswith("550 5.7.1")
+
+
+def test_routing_context_from_the_node_configuration(tmp_path):
+    from mssante import config as cfg
+
+    (tmp_path / cfg.CONFIG_NAME).write_text(
+        '[node]\ndomain = "CHU-Exemple.mssante.fr"\nextra_domains = ["clinique.mssante.fr"]\n'
+        'patient_domain = "Patient.MSSante.fr"\n'
+        'bridge_address = "Depot-DMP@chu-exemple.mssante.fr"\n'
+    )
+    context = RoutingContext.from_config(cfg.load(tmp_path))
+    assert context == CONTEXT
