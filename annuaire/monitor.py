@@ -80,6 +80,7 @@ class WhitelistMonitor:
                 "generation": generation.id,
                 "entries": generation.entry_count,
                 "domains": generation.domain_count,
+                "truncated_file": generation.truncated,
             }
             log.info("whitelist in force", extra={"fields": fields})
             if generation.domain_only:

@@ -52,7 +52,14 @@ def _refused(exc: Exception) -> DirectoryCommandError:
     return DirectoryCommandError(str(exc))
 
 
-def _audit(conn: Connection, action: str, kind: str, target: str, **details: str | int) -> None:
+def _audit(
+    conn: Connection,
+    action: str,
+    kind: str,
+    target: str,
+    outcome: str = "ok",
+    **details: str | int,
+) -> None:
     from mssante import audit
 
     audit.record(
@@ -62,6 +69,7 @@ def _audit(conn: Connection, action: str, kind: str, target: str, **details: str
         action=action,
         target_kind=kind,
         target=target,
+        outcome=outcome,
         details=details,
     )
 
@@ -301,10 +309,7 @@ def cmd_whitelist_update(args: argparse.Namespace) -> int:
     anchors = config.path(config.whitelist.ca_file or config.tls.ca_file)
     try:
         data = read_source(args.source, anchors_file=anchors)
-    except FetchError as exc:
-        raise _refused(exc) from None
-    with _transaction(args) as (config, conn):
-        try:
+        with _transaction(args) as (config, conn):
             generation = trust.import_list(
                 conn,
                 data,
@@ -313,17 +318,20 @@ def cmd_whitelist_update(args: argparse.Namespace) -> int:
                 max_shrink_percent=config.whitelist.max_shrink_percent,
                 checksum=args.checksum,
             )
-        except (trust.WhitelistRefused, WhitelistError, DNError) as exc:
-            raise DirectoryCommandError(
-                f"whitelist refused, the list in force is kept: {exc}"
-            ) from None
-        _audit(
-            conn,
-            "whitelist.update",
-            "whitelist",
-            str(generation.id),
-            entries=generation.entry_count,
-        )
+            _audit(
+                conn,
+                "whitelist.update",
+                "whitelist",
+                str(generation.id),
+                entries=generation.entry_count,
+            )
+    except (FetchError, trust.WhitelistRefused, WhitelistError, DNError) as exc:
+        # The refused import rolled back; record the refusal on its own.
+        with _transaction(args) as (_, conn):
+            _audit(conn, "whitelist.update", "whitelist", "-", outcome="refused", reason=str(exc))
+        raise DirectoryCommandError(
+            f"whitelist refused, the list in force is kept: {exc}"
+        ) from None
     kind = (
         "domain-only list (private lab: no DN pairing)"
         if generation.domain_only

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from mssante.db import Database
+
+from nodes import Node
 
 PG_ENV = "MSSANTE_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parent.parent
@@ -105,3 +107,20 @@ def db(
     database.dispose()
     if isinstance(urls, Generator):
         urls.close()
+
+
+@pytest.fixture
+def start_node() -> Iterator[Callable[[Path], Node]]:
+    """Start `mssante serve` processes; any still running at teardown is killed."""
+    started: list[Node] = []
+
+    def start(data_dir: Path) -> Node:
+        node = Node.start(data_dir)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        if node.process.poll() is None:
+            node.process.kill()
+            node.process.wait(10)

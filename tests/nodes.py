@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
-import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,11 +54,16 @@ def http_get(port: int, path: str) -> tuple[int, str]:
 
 @dataclass
 class Node:
-    """A `mssante serve` child process and what it printed."""
+    """A `mssante serve` child process and what it printed.
+
+    A thread reads its stderr into a queue: reading lines with select() on the
+    pipe would miss lines already buffered by an earlier readline().
+    """
 
     data_dir: Path
     process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     @classmethod
     def start(cls, data_dir: Path) -> Node:
@@ -68,31 +74,43 @@ class Node:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        return cls(data_dir, process)
+        node = cls(data_dir, process)
+        threading.Thread(target=node._pump, daemon=True).start()
+        return node
+
+    def _pump(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
 
     def wait_for(self, needle: str, timeout: float = 10.0) -> str:
         """Read the log until a line contains ``needle`` (or the process ends)."""
-        assert self.process.stderr is not None
         deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.process.stderr, selectors.EVENT_READ)
-            while (left := deadline - time.monotonic()) > 0:
-                if not sel.select(left):
-                    break
-                line = self.process.stderr.readline()
-                if not line:
-                    break
-                self.lines.append(line)
-                if needle in line:
-                    return line
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self._queue.put(None)
+                break
+            self.lines.append(line)
+            if needle in line:
+                return line
         raise AssertionError(f"no {needle!r} in log:\n{''.join(self.lines)}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        assert self.process.stderr is not None
-        self.lines += self.process.stderr.readlines()
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        while (line := self._queue.get(timeout=timeout)) is not None:
+            self.lines.append(line)
+        self._queue.put(None)
         return code
 
     def json_lines(self) -> list[dict[str, object]]:

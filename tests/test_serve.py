@@ -12,7 +12,7 @@ from certs import client_context, load_certificates, server_context, verify_chai
 from mssante import config as cfg
 from mssante.app import open_database
 
-from nodes import Node, free_port_offset, http_get, mssante
+from nodes import free_port_offset, http_get, mssante
 
 
 def init_demo(data_dir, *extra):
@@ -38,7 +38,9 @@ def edit(data_dir, old, new):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_demo_node_is_healthy_within_10s_and_stops_on_sigterm(tmp_path, request, engine):
+def test_demo_node_is_healthy_within_10s_and_stops_on_sigterm(
+    tmp_path, request, engine, start_node
+):
     extra = ()
     if engine == "postgresql":
         extra = ("--database-url", request.getfixturevalue("postgres_url"))
@@ -46,7 +48,7 @@ def test_demo_node_is_healthy_within_10s_and_stops_on_sigterm(tmp_path, request,
     port = config.listeners.http.port
 
     started = time.monotonic()
-    node = Node.start(tmp_path / "node")
+    node = start_node(tmp_path / "node")
     try:
         node.wait_for(" ready ", timeout=10)
         status, body = http_get(port, "/healthz")
@@ -69,11 +71,11 @@ def test_demo_node_is_healthy_within_10s_and_stops_on_sigterm(tmp_path, request,
 
 
 @pytest.mark.slow
-def test_in_flight_sessions_get_the_grace_period_then_are_cut(tmp_path):
+def test_in_flight_sessions_get_the_grace_period_then_are_cut(tmp_path, start_node):
     config = init_demo(tmp_path)
     with open(tmp_path / cfg.CONFIG_NAME, "a") as fh:
         fh.write("\n[server]\nshutdown_grace_seconds = 1.5\n")
-    node = Node.start(tmp_path)
+    node = start_node(tmp_path)
     node.wait_for(" ready ")
     idle = socket.create_connection(("127.0.0.1", config.listeners.http.port))
     try:
@@ -89,10 +91,10 @@ def test_in_flight_sessions_get_the_grace_period_then_are_cut(tmp_path):
 
 
 @pytest.mark.slow
-def test_json_logs_are_one_object_per_line(tmp_path):
+def test_json_logs_are_one_object_per_line(tmp_path, start_node):
     init_demo(tmp_path)
     edit(tmp_path, 'format = "text"', 'format = "json"')
-    node = Node.start(tmp_path)
+    node = start_node(tmp_path)
     node.wait_for('"ready"')
     assert node.stop() == 0
     events = node.json_lines()

@@ -169,6 +169,7 @@ def test_whitelist_update_check_list_and_refusals(node, tmp_path):
     garbage = tmp_path / "garbage.xml"
     garbage.write_bytes(b"<html>maintenance</html>")
     refused(node, "whitelist", "update", str(garbage), words="list in force is kept")
+    assert "whitelist.update whitelist:- refused" in ok(node, "audit", "list")
     small = whitelist_file(tmp_path / "small.xml", ["d1.mssante.fr"], dn)
     refused(node, "whitelist", "update", str(small), words="smaller")
     assert ok(node, "whitelist", "check", "d29.mssante.fr")

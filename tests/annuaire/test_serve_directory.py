@@ -11,11 +11,11 @@ from annuaire.whitelist_xml import WhitelistEntry, render_whitelist
 from mssante import config as cfg
 
 from factories import NOW, rpps
-from nodes import Node, free_port_offset, http_get, mssante
+from nodes import free_port_offset, http_get, mssante
 
 
 @pytest.fixture
-def node(tmp_path):
+def node(tmp_path, start_node):
     data = tmp_path / "node"
     result = mssante(
         "init", "--demo", "--data-dir", str(data), "--port-offset", str(free_port_offset())
@@ -45,7 +45,7 @@ def node(tmp_path):
             str(data),
         )
         assert added.returncode == 0, added.stderr
-    running = Node.start(data)
+    running = start_node(data)
     running.wait_for(" ready ", timeout=30)
     yield data, cfg.load(data).listeners.http.port, running
     assert running.stop() == 0
