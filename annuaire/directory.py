@@ -24,7 +24,19 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, column, delete, insert, or_, select, table, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    column,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from annuaire.addresses import AddressError, address_key
@@ -383,6 +395,9 @@ class SearchResult:
 
 
 MAX_LIMIT = 100
+#: At most this many entries are considered for a word-prefix ("fuzzy") match.
+WORD_CANDIDATES = 2000
+_other = directory_tokens.alias("other_token")
 
 
 def search(
@@ -401,51 +416,13 @@ def search(
     wanted = offset + limit + 1
     filters = _filters(profession, city, bal_type)
     q = q.strip()[:256]
-    tiers: list[tuple[str, ColumnElement[bool]]] = []
-    if q:
-        compact = q.replace(" ", "")
-        if compact.isalnum():
-            tiers.append(
-                (
-                    "identifier",
-                    or_(
-                        directory_entries.c.person_id == compact,
-                        directory_entries.c.person_national_id == compact,
-                        directory_entries.c.facility_id == compact,
-                    ),
-                )
-            )
-        if "@" in q:
-            with contextlib.suppress(AddressError):
-                tiers.append(("address", directory_entries.c.address_key == address_key(q)))
-        folded = fold(q)
-        if folded:
-            tiers.append(
-                (
-                    "name",
-                    and_(
-                        directory_entries.c.name_key >= folded,
-                        directory_entries.c.name_key < folded + _HIGH,
-                    ),
-                )
-            )
-            words = [w[:64] for w in folded.split()][:6]
-            word_filters = [
-                directory_entries.c.id.in_(
-                    select(directory_tokens.c.entry_id).where(
-                        directory_tokens.c.token >= w, directory_tokens.c.token < w + _HIGH
-                    )
-                )
-                for w in words
-            ]
-            tiers.append(("words", and_(*word_filters)))
-    else:
-        tiers.append(("filter", directory_entries.c.id.is_not(None)))
     seen: set[int] = set()
     ranked: list[tuple[str, Any]] = []
-    for name, condition in tiers:
+    for name, condition in _tiers(q):
         if len(ranked) >= wanted:
             break
+        if name == "words" and ranked and ranked[0][0] in ("identifier", "address"):
+            break  # an exact identifier or address: fuzzy matches would only be noise
         rows = conn.execute(
             select(directory_entries)
             .where(condition, *filters)
@@ -458,6 +435,63 @@ def search(
                 ranked.append((name, row))
     page = ranked[offset : offset + limit]
     return SearchResult(tuple(_hit(name, row) for name, row in page), len(ranked) > offset + limit)
+
+
+def _prefix(column: Any, folded: str) -> ColumnElement[bool]:
+    return and_(column >= folded, column < folded + _HIGH)
+
+
+def _tiers(q: str) -> list[tuple[str, ColumnElement[bool]]]:
+    """The ranked conditions for a query, best first."""
+    if not q:
+        return [("filter", directory_entries.c.id.is_not(None))]
+    tiers: list[tuple[str, ColumnElement[bool]]] = []
+    compact = q.replace(" ", "")
+    if compact.isalnum():
+        tiers.append(
+            (
+                "identifier",
+                or_(
+                    directory_entries.c.person_id == compact,
+                    directory_entries.c.person_national_id == compact,
+                    directory_entries.c.facility_id == compact,
+                ),
+            )
+        )
+    if "@" in q:
+        with contextlib.suppress(AddressError):
+            tiers.append(("address", directory_entries.c.address_key == address_key(q)))
+        return tiers  # an address is looked up, not guessed at
+    folded = fold(q)
+    if not folded:
+        return tiers
+    words = [w[:64] for w in folded.split()][:6]
+    names = [_prefix(directory_entries.c.name_key, folded)]
+    if len(words) == 2:  # "first last" as well as "last first"
+        names.append(_prefix(directory_entries.c.name_key, f"{words[1]} {words[0]}"))
+    tiers.append(("name", or_(*names)))
+    # Every word must start a word of the entry. Candidates come from the token
+    # index, led by the longest (most selective) word, and are capped: the query
+    # then costs the same on a million entries, and a word so common that the cap
+    # bites gives a sample, which the user narrows with another word or a filter.
+    lead, *others = sorted(words, key=len, reverse=True)
+    candidates = (
+        select(directory_tokens.c.entry_id)
+        .where(
+            _prefix(directory_tokens.c.token, lead),
+            *(
+                exists().where(
+                    _other.c.entry_id == directory_tokens.c.entry_id,
+                    _prefix(_other.c.token, w),
+                )
+                for w in others
+            ),
+        )
+        .distinct()
+        .limit(WORD_CANDIDATES)
+    )
+    tiers.append(("words", directory_entries.c.id.in_(candidates.scalar_subquery())))
+    return tiers
 
 
 def _filters(
