@@ -73,12 +73,12 @@ class Bal(BalSpec):
     updated_at: datetime | None = None
 
 
-#: Fields ``update_bal`` may change; address and type are deliberately absent.
-MUTABLE_FIELDS = frozenset(
-    f.name
-    for f in dataclasses.fields(BalSpec)
-    if f.name not in {"address", "bal_type", "person_id_type", "facility_id_type"}
-) - {"person_id", "facility_id"}
+#: What defines a BAL for good: its address, its type and its owner.
+PERMANENT_FIELDS = frozenset(
+    {"address", "bal_type", "person_id_type", "person_id", "facility_id_type", "facility_id"}
+)
+#: Fields ``update_bal`` may change.
+MUTABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(BalSpec)) - PERMANENT_FIELDS
 
 
 def _row_to_bal(row: Any) -> Bal:
@@ -181,7 +181,8 @@ def update_bal(conn: Connection, address: str, changes: Mapping[str, Any], *, no
     forbidden = sorted(set(changes) - MUTABLE_FIELDS)
     if forbidden:
         raise BalError(
-            f"cannot change {', '.join(forbidden)} of a BAL (address and type are permanent)"
+            f"cannot change {', '.join(forbidden)} of a BAL "
+            "(address, type and owner identifiers are permanent)"
         )
     updated = _check(dataclasses.replace(current, **changes))
     conn.execute(

@@ -339,8 +339,17 @@ class ExtractionSource(Iterator[str]):
     file without line breaks cannot fill memory.
     """
 
-    def __init__(self, stream: IO[bytes], *, name: str, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        name: str,
+        limit: int | None = None,
+        total_bytes: int | None = None,
+    ) -> None:
         self.name = name
+        #: Size of the text, when known: with :attr:`bytes_read`, a progress bar.
+        self.total_bytes = total_bytes
         self.decode_fallbacks = 0
         self._warnings: list[str] = []
         self._stream = stream
@@ -352,6 +361,10 @@ class ExtractionSource(Iterator[str]):
     def warnings(self) -> tuple[str, ...]:
         """The first warnings (20 at most; ``decode_fallbacks`` has the count)."""
         return tuple(self._warnings)
+
+    @property
+    def bytes_read(self) -> int:
+        return self._read
 
     def __iter__(self) -> ExtractionSource:
         return self
@@ -457,7 +470,9 @@ def open_extraction(path: str | os.PathLike[str]) -> Iterator[ExtractionSource]:
         raise ExtractionFileError(f"{source_path}: cannot be read ({exc.strerror})") from exc
     if not is_zip:
         with source_path.open("rb") as handle:
-            yield ExtractionSource(handle, name=source_path.name)
+            yield ExtractionSource(
+                handle, name=source_path.name, total_bytes=source_path.stat().st_size
+            )
         return
     try:
         archive = zipfile.ZipFile(source_path)
@@ -467,7 +482,10 @@ def open_extraction(path: str | os.PathLike[str]) -> Iterator[ExtractionSource]:
         info = _single_member(archive, source_path.name)
         with archive.open(info) as member:
             yield ExtractionSource(
-                member, name=f"{source_path.name}:{info.filename}", limit=MAX_UNCOMPRESSED
+                member,
+                name=f"{source_path.name}:{info.filename}",
+                limit=MAX_UNCOMPRESSED,
+                total_bytes=info.file_size,
             )
 
 

@@ -6,7 +6,7 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ from mssante.errors import OperatorError
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from annuaire.extraction import ExtractionSource
     from mssante.cli import Commands
 
 
@@ -411,12 +412,16 @@ def cmd_whitelist_self_entry(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- annuaire
 
 
-def _progress_bar(enabled: bool) -> Any:
-    if not enabled:
-        return None
+def _progress_bar(source: ExtractionSource) -> Callable[[int], None]:
+    """A one-line progress bar on stderr, from the bytes read of the file."""
 
     def show(count: int) -> None:
-        print(f"\r  {count:>9,} records read", end="", file=sys.stderr, flush=True)
+        total = source.total_bytes or 0
+        share = min(1.0, source.bytes_read / total) if total else 0.0
+        bar = "#" * int(share * 30)
+        print(
+            f"\r  [{bar:<30}] {share:4.0%} {count:>9,} records", end="", file=sys.stderr, flush=True
+        )
 
     return show
 
@@ -425,10 +430,11 @@ def cmd_annuaire_import(args: argparse.Namespace) -> int:
     from annuaire import directory
     from annuaire.extraction import HeaderError, open_extraction
 
-    progress = _progress_bar(sys.stderr.isatty())
+    on_terminal = sys.stderr.isatty()
     with _transaction(args) as (_, conn):
         try:
             with open_extraction(Path(args.file)) as lines:
+                progress = _progress_bar(lines) if on_terminal else None
                 stats = directory.import_extraction(conn, lines, progress=progress)
         except (HeaderError, ValueError, OSError) as exc:
             raise DirectoryCommandError(f"{args.file}: {exc}") from None
@@ -440,7 +446,7 @@ def cmd_annuaire_import(args: argparse.Namespace) -> int:
             added=stats.added,
             removed=stats.removed,
         )
-    if progress:
+    if on_terminal:
         print(file=sys.stderr)
     print(
         f"{stats.records} records: {stats.added} added, {stats.updated} updated, "
