@@ -283,6 +283,10 @@ def import_extraction(
         )
     )
     conn.execute(text("DELETE FROM directory_seen"))
+    if conn.dialect.name == "postgresql":
+        # Planner statistics cannot see the rows this transaction adds: without
+        # this it soon picks sequential scans for the by-key lookups of each batch.
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
     batch: list[Entry] = []
     records = read_extraction(lines, on_malformed=stats.malformed.append, progress=progress)
     for record in records:
@@ -349,14 +353,15 @@ def _import_batch(conn: Connection, batch: list[Entry], stats: ImportStats) -> N
         else:
             stats.unchanged += 1
     if new:
-        # One executemany for the batch, its ids read back by key, then its tokens in one go.
-        conn.execute(insert(directory_entries), [entry.row("national") for entry in new])
+        # Multi-row INSERT … RETURNING for the batch (ids matched by key, so the
+        # order rows come back in does not matter), then its tokens in one go.
         ids = {
             key: entry_id
             for key, entry_id in conn.execute(
-                select(directory_entries.c.record_key, directory_entries.c.id).where(
-                    directory_entries.c.record_key.in_([e.record_key for e in new])
-                )
+                insert(directory_entries).returning(
+                    directory_entries.c.record_key, directory_entries.c.id
+                ),
+                [entry.row("national") for entry in new],
             )
         }
         tokens = [

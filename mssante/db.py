@@ -66,6 +66,8 @@ class Database:
             engine = create_engine(
                 parsed, pool_size=pool_size, pool_pre_ping=True, max_overflow=pool_size
             )
+            # Bulk inserts as multi-row INSERTs, not one pipelined statement per row.
+            engine.dialect.use_insertmanyvalues_wo_returning = True
         return cls(engine)
 
     @property
