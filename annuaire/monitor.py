@@ -29,7 +29,7 @@ class WhitelistMonitor:
         self._clock = clock
         self._every = every
         self._task: asyncio.Task[None] | None = None
-        self._current: int | None = -1
+        self._current = -1  # generation id last reported (0: none; -1: not checked yet)
         self._generation = metrics.gauge(
             "mssante_whitelist_generation", "Id of the whitelist generation in force (0: none)."
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certs import CAError, CALayout, CertificateAuthority, serial_hex, write_pem
 
@@ -37,7 +38,10 @@ def test_create_writes_the_documented_layout(fresh_ca: CertificateAuthority) -> 
     assert layout.issued_dir.is_dir()
     assert mode(layout.root_key) == 0o600
     assert mode(layout.intermediate_key) == 0o600
-    assert layout.root_key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    # PKCS#8 PEM, unencrypted, matching the root certificate's public key.
+    root_key = serialization.load_pem_private_key(layout.root_key.read_bytes(), password=None)
+    root_cert = x509.load_pem_x509_certificate(layout.root_cert.read_bytes())
+    assert root_key.public_key() == root_cert.public_key()
     assert json.loads(layout.revoked.read_text()) == {}
     assert list(x509.load_pem_x509_crl(layout.crl.read_bytes())) == []
     assert leftovers(layout.directory) == []
