@@ -423,7 +423,7 @@ def search(
     q = q.strip()[:256]
     seen: set[int] = set()
     ranked: list[tuple[str, Any]] = []
-    for name, condition in _tiers(q):
+    for name, condition in _tiers(q, filters):
         if len(ranked) >= wanted:
             break
         if name == "words" and ranked and ranked[0][0] in ("identifier", "address"):
@@ -446,10 +446,13 @@ def _prefix(column: Any, folded: str) -> ColumnElement[bool]:
     return and_(column >= folded, column < folded + _HIGH)
 
 
-def _tiers(q: str) -> list[tuple[str, ColumnElement[bool]]]:
+def _tiers(q: str, filters: list[ColumnElement[bool]]) -> list[tuple[str, ColumnElement[bool]]]:
     """The ranked conditions for a query, best first."""
     if not q:
-        return [("filter", directory_entries.c.id.is_not(None))]
+        # Filters alone: candidates come from the filters' own indexes, capped like
+        # word matches, instead of walking the name index in order.
+        candidates = select(directory_entries.c.id).where(*filters).limit(WORD_CANDIDATES)
+        return [("filter", directory_entries.c.id.in_(candidates.scalar_subquery()))]
     tiers: list[tuple[str, ColumnElement[bool]]] = []
     compact = q.replace(" ", "")
     if compact.isalnum():
@@ -495,6 +498,10 @@ def _tiers(q: str) -> list[tuple[str, ColumnElement[bool]]]:
         .distinct()
         .limit(WORD_CANDIDATES)
     )
+    if filters:  # filter before the cap, or a filter could empty a capped sample
+        candidates = candidates.join(
+            directory_entries, directory_entries.c.id == directory_tokens.c.entry_id
+        ).where(*filters)
     tiers.append(("words", directory_entries.c.id.in_(candidates.scalar_subquery())))
     return tiers
 
