@@ -456,14 +456,18 @@ def _tiers(q: str, filters: list[ColumnElement[bool]]) -> list[tuple[str, Column
     tiers: list[tuple[str, ColumnElement[bool]]] = []
     compact = q.replace(" ", "")
     if compact.isalnum():
+        # A facility id can be shared by thousands of mailboxes: take capped
+        # candidates from the identifier indexes, then sort those by name.
+        same_id = or_(
+            directory_entries.c.person_id == compact,
+            directory_entries.c.person_national_id == compact,
+            directory_entries.c.facility_id == compact,
+        )
+        candidates = select(directory_entries.c.id).where(same_id, *filters)
         tiers.append(
             (
                 "identifier",
-                or_(
-                    directory_entries.c.person_id == compact,
-                    directory_entries.c.person_national_id == compact,
-                    directory_entries.c.facility_id == compact,
-                ),
+                directory_entries.c.id.in_(candidates.limit(WORD_CANDIDATES).scalar_subquery()),
             )
         )
     if "@" in q:
@@ -474,10 +478,10 @@ def _tiers(q: str, filters: list[ColumnElement[bool]]) -> list[tuple[str, Column
     if not folded:
         return tiers
     words = [w[:64] for w in folded.split()][:6]
-    names = [_prefix(directory_entries.c.name_key, folded)]
-    if len(words) == 2:  # "first last" as well as "last first"
-        names.append(_prefix(directory_entries.c.name_key, f"{words[1]} {words[0]}"))
-    tiers.append(("name", or_(*names)))
+    # One index range each (read in name order): "last first", then "first last".
+    tiers.append(("name", _prefix(directory_entries.c.name_key, folded)))
+    if len(words) == 2:
+        tiers.append(("name", _prefix(directory_entries.c.name_key, f"{words[1]} {words[0]}")))
     # Every word must start a word of the entry. Candidates come from the token
     # index, led by the longest (most selective) word, and are capped: the query
     # then costs the same on a million entries, and a word so common that the cap
