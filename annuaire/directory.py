@@ -30,6 +30,7 @@ from sqlalchemy import (
     column,
     delete,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -402,6 +403,8 @@ class SearchResult:
 MAX_LIMIT = 100
 #: At most this many entries are considered for a word-prefix ("fuzzy") match.
 WORD_CANDIDATES = 2000
+#: At most this many index entries are read for the leading word of a word match.
+WORD_SCAN = 20000
 _other = directory_tokens.alias("other_token")
 
 
@@ -423,7 +426,7 @@ def search(
     q = q.strip()[:256]
     seen: set[int] = set()
     ranked: list[tuple[str, Any]] = []
-    for name, condition in _tiers(q, filters):
+    for name, condition in _tiers(q, filters, lambda words: _rarest_first(conn, words)):
         if len(ranked) >= wanted:
             break
         if name == "words" and ranked and ranked[0][0] in ("identifier", "address"):
@@ -442,11 +445,32 @@ def search(
     return SearchResult(tuple(_hit(name, row) for name, row in page), len(ranked) > offset + limit)
 
 
+def _rarest_first(conn: Connection, words: list[str]) -> list[str]:
+    """Words ordered by how many index entries start with them (counted up to a bound)."""
+    if len(words) < 2:
+        return words
+
+    def frequency(word: str) -> int:
+        probe = (
+            select(directory_tokens.c.entry_id)
+            .where(_prefix(directory_tokens.c.token, word))
+            .limit(WORD_SCAN)
+            .subquery()
+        )
+        return int(conn.execute(select(func.count()).select_from(probe)).scalar_one())
+
+    return sorted(words, key=lambda w: (frequency(w), -len(w)))
+
+
 def _prefix(column: Any, folded: str) -> ColumnElement[bool]:
     return and_(column >= folded, column < folded + _HIGH)
 
 
-def _tiers(q: str, filters: list[ColumnElement[bool]]) -> list[tuple[str, ColumnElement[bool]]]:
+def _tiers(
+    q: str,
+    filters: list[ColumnElement[bool]],
+    rarest_first: Callable[[list[str]], list[str]],
+) -> list[tuple[str, ColumnElement[bool]]]:
     """The ranked conditions for a query, best first."""
     if not q:
         # Filters alone: candidates come from the filters' own indexes, capped like
@@ -483,17 +507,23 @@ def _tiers(q: str, filters: list[ColumnElement[bool]]) -> list[tuple[str, Column
     if len(words) == 2:
         tiers.append(("name", _prefix(directory_entries.c.name_key, f"{words[1]} {words[0]}")))
     # Every word must start a word of the entry. Candidates come from the token
-    # index, led by the longest (most selective) word, and are capped: the query
-    # then costs the same on a million entries, and a word so common that the cap
-    # bites gives a sample, which the user narrows with another word or a filter.
-    lead, *others = sorted(words, key=len, reverse=True)
-    candidates = (
+    # index, led by the rarest word; at most WORD_SCAN index entries are read and
+    # WORD_CANDIDATES kept, so the query costs the same on a million entries. A
+    # word so common that a cap bites gives a sample, which the user narrows with
+    # another word or a filter.
+    lead, *others = rarest_first(words)
+    lead_rows = (
         select(directory_tokens.c.entry_id)
+        .where(_prefix(directory_tokens.c.token, lead))
+        .limit(WORD_SCAN)
+        .subquery()
+    )
+    candidates = (
+        select(lead_rows.c.entry_id)
         .where(
-            _prefix(directory_tokens.c.token, lead),
             *(
                 exists().where(
-                    _other.c.entry_id == directory_tokens.c.entry_id,
+                    _other.c.entry_id == lead_rows.c.entry_id,
                     _prefix(_other.c.token, w),
                 )
                 for w in others
@@ -504,7 +534,7 @@ def _tiers(q: str, filters: list[ColumnElement[bool]]) -> list[tuple[str, Column
     )
     if filters:  # filter before the cap, or a filter could empty a capped sample
         candidates = candidates.join(
-            directory_entries, directory_entries.c.id == directory_tokens.c.entry_id
+            directory_entries, directory_entries.c.id == lead_rows.c.entry_id
         ).where(*filters)
     tiers.append(("words", directory_entries.c.id.in_(candidates.scalar_subquery())))
     return tiers
@@ -515,16 +545,11 @@ def _filters(
 ) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
     if profession:
-        folded = fold(profession)
-        filters.append(
-            or_(
-                directory_entries.c.profession_code == profession.strip(),
-                and_(
-                    directory_entries.c.profession_key >= folded,
-                    directory_entries.c.profession_key < folded + _HIGH,
-                ),
-            )
-        )
+        code = profession.strip()
+        if code.isalnum() and any(c.isdigit() for c in code):  # a code: "10", "SM54"
+            filters.append(directory_entries.c.profession_code == code)
+        else:  # a label prefix: "médecin", "pharm"
+            filters.append(_prefix(directory_entries.c.profession_key, fold(profession)))
     if city:
         stripped = city.strip()
         if stripped.isdigit():
