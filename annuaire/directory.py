@@ -429,8 +429,8 @@ def search(
     for name, condition in _tiers(q, filters, lambda words: _rarest_first(conn, words)):
         if len(ranked) >= wanted:
             break
-        if name == "words" and ranked and ranked[0][0] in ("identifier", "address"):
-            break  # an exact identifier or address: fuzzy matches would only be noise
+        if name == "words" and ranked and _settled(q, ranked[0][0]):
+            break
         rows = conn.execute(
             select(directory_entries)
             .where(condition, *filters)
@@ -443,6 +443,12 @@ def search(
                 ranked.append((name, row))
     page = ranked[offset : offset + limit]
     return SearchResult(tuple(_hit(name, row) for name, row in page), len(ranked) > offset + limit)
+
+
+def _settled(q: str, best: str) -> bool:
+    """Whether the best match makes word matches noise: an exact identifier or
+    address, or a name matched by a query of several words (a full name)."""
+    return best in ("identifier", "address") or (best == "name" and len(fold(q).split()) > 1)
 
 
 def _rarest_first(conn: Connection, words: list[str]) -> list[str]:

@@ -167,9 +167,14 @@ def test_ranking_identifier_then_address_then_name_prefix_then_words(small_direc
         assert addresses(directory.search(conn, "marie durandal")) == [
             "durandal.marie@ch-lyon.aura.mssante.fr"
         ]
-        assert (
-            addresses(directory.search(conn, "pédiatrie")) == []
-        )  # specialty is a filter, not a name
+        # A specialty is a filter, not a name.
+        assert addresses(directory.search(conn, "pédiatrie")) == []
+        # Several words that are not a name: every word must start a word of the entry.
+        spread = directory.search(conn, "durand lyon")
+        assert {h.match for h in spread.hits} == {"words"}
+        assert len(spread.hits) == 3
+        # A full name found as a name: word matches would only add noise.
+        assert [h.match for h in directory.search(conn, "paul durand").hits] == ["name"]
 
 
 def test_filters_and_pagination(small_directory):
