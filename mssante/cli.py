@@ -8,7 +8,6 @@ stack lazily so that `mssante --help` and configuration errors answer at once.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ class CommandError(Exception):
 
 
 def data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir or os.environ.get("MSSANTE_DATA_DIR") or "./data")
+    return cfg.resolve_data_dir(args.data_dir)
 
 
 def load_config(args: argparse.Namespace) -> cfg.Config:

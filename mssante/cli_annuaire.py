@@ -39,7 +39,7 @@ def _actor() -> str:
 def _transaction(args: argparse.Namespace) -> Iterator[tuple[cfg.Config, Connection]]:
     from mssante.app import open_database
 
-    config = cfg.load(Path(args.data_dir or "./data"))
+    config = cfg.load(cfg.resolve_data_dir(args.data_dir))
     db = open_database(config)
     try:
         db.require_current()
@@ -306,7 +306,7 @@ def cmd_whitelist_update(args: argparse.Namespace) -> int:
     from annuaire.fetch import FetchError, read_source
     from annuaire.whitelist_xml import WhitelistError
 
-    config = cfg.load(Path(args.data_dir or "./data"))
+    config = cfg.load(cfg.resolve_data_dir(args.data_dir))
     anchors = config.path(config.whitelist.ca_file or config.tls.ca_file)
     try:
         data = read_source(args.source, anchors_file=anchors)
@@ -388,7 +388,7 @@ def cmd_whitelist_self_entry(args: argparse.Namespace) -> int:
     from annuaire.whitelist_xml import render_entries, render_whitelist
     from certs import CertsError, load_certificates
 
-    config = cfg.load(Path(args.data_dir or "./data"))
+    config = cfg.load(cfg.resolve_data_dir(args.data_dir))
     try:
         leaf = load_certificates(config.path(config.tls.cert_file))[0]
     except (CertsError, IndexError) as exc:

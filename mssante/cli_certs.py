@@ -87,7 +87,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             intermediates = (*chain[1:], ca.intermediate)
             crls = [*load_crls(ca.layout.crl), *load_crls(ca.layout.root_crl)]
         else:
-            config = cfg.load(Path(args.data_dir or "./data"))
+            config = cfg.load(cfg.resolve_data_dir(args.data_dir))
             anchors = load_certificates(config.path(config.tls.ca_file))
             intermediates = chain[1:]
             crls = [c for f in config.tls.crl_files for c in load_crls(config.path(f))]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import tomllib
 import types
@@ -287,6 +288,11 @@ class Config:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def resolve_data_dir(value: str | os.PathLike[str] | None) -> Path:
+    """The data directory a command works on: given, else ``$MSSANTE_DATA_DIR``, else ``./data``."""
+    return Path(value or os.environ.get("MSSANTE_DATA_DIR") or "./data")
 
 
 def load(data_dir: Path | str) -> Config:

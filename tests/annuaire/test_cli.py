@@ -284,3 +284,31 @@ def test_patients_commands(node, tmp_path):
     assert "password: set" in ok(node, "patients", "show", ins(1))
     audit = ok(node, "audit", "list", "--action", "patients.set_status")
     assert ins(1) not in audit, "the audit log never shows an INS in clear"
+
+
+def test_directory_commands_honour_mssante_data_dir(node):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MSSANTE_DATA_DIR": str(node)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mssante",
+            "bal",
+            "add",
+            f"env@{DOMAIN}",
+            "--type",
+            "PER",
+            "--rpps",
+            rpps(4),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"env@{DOMAIN}" in ok(node, "bal", "list")
