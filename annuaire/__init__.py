@@ -8,7 +8,13 @@ SMTP server and the queue ask: where does this recipient go?
 Other packages import from here; the submodules are the directory's own.
 """
 
-from annuaire.addresses import AddressError, address_key, normalise_address
+from annuaire.addresses import (
+    AddressError,
+    address_key,
+    normalise_address,
+    normalise_domain,
+    split_address,
+)
 from annuaire.bal import Bal, BalError, BalSpec, bals_for, get_bal, may_open, verify_password
 from annuaire.dn import DN, DNError, dn_from_x509, parse_dn
 from annuaire.ins import InsError, PatientStatus, parse_patient_address, validate_ins
@@ -51,10 +57,12 @@ __all__ = [
     "is_listed",
     "may_open",
     "normalise_address",
+    "normalise_domain",
     "pair_matches",
     "parse_dn",
     "parse_patient_address",
     "route",
+    "split_address",
     "validate_ins",
     "verify_password",
 ]

@@ -30,6 +30,7 @@ from mssante.listener import TcpListener
 from mssante.metrics import Metrics
 from mssante.schema import BLOB_REFERENCES
 from mssante.store import BlobStore, GCReport, load_key
+from smtp.service import smtp_services
 
 log = logging.getLogger("mssante")
 
@@ -131,7 +132,7 @@ def directory_services(runtime: Runtime) -> list[Service]:
 ServiceFactory = Callable[[Runtime], list[Service]]
 
 #: Every package's contribution to `serve`. SMTP and IMAP add theirs here.
-SERVICE_FACTORIES: list[ServiceFactory] = [directory_services, http_services]
+SERVICE_FACTORIES: list[ServiceFactory] = [directory_services, smtp_services, http_services]
 
 
 async def serve(runtime: Runtime, factories: list[ServiceFactory] | None = None) -> None:

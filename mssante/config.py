@@ -235,6 +235,134 @@ class ListenersConfig:
     imaps: ListenerConfig = _listener(993, "IMAP over implicit TLS:")
 
 
+def _size_caps(value: Any) -> str | None:
+    for item in value:
+        domain, eq, size = str(item).partition("=")
+        if not eq or _domain(domain) or not size.isdigit() or int(size) <= 0:
+            return 'a list of "domain=bytes" items'
+    return None
+
+
+def _schedule(value: Any) -> str | None:
+    if not value or any(v <= 0 for v in value):
+        return "a non-empty list of positive numbers of seconds"
+    return None
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    max_message_size: int = field(
+        default=50 * 1024 * 1024,
+        metadata=_doc("Largest message accepted, in bytes (advertised with SIZE).", _positive),
+    )
+    domain_size_caps: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            'Smaller caps per recipient domain, as "domain=bytes" (LIM-1). The patient '
+            "domain is always capped at `patient_max_message_size`.",
+            _size_caps,
+        ),
+    )
+    patient_max_message_size: int = field(
+        default=25 * 1024 * 1024,
+        metadata=_doc("Cap for messages to the patient domain (LIM-1: 25 MB).", _positive),
+    )
+    max_recipients: int = field(
+        default=100, metadata=_doc("Recipients per message; more get 452 4.5.3.", _positive)
+    )
+    max_command_line: int = field(
+        default=2048, metadata=_doc("Longest command line, in bytes.", _positive)
+    )
+    max_commands: int = field(
+        default=2000, metadata=_doc("Commands per session before 421.", _positive)
+    )
+    max_errors: int = field(
+        default=10, metadata=_doc("Syntax or sequence errors per session before 421.", _positive)
+    )
+    idle_timeout_seconds: float = field(
+        default=300.0,
+        metadata=_doc("A client silent this long is told 421 and disconnected.", _positive),
+    )
+    tls_ciphers: str = field(
+        default="",
+        metadata=_doc(
+            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); empty: the "
+            "hardened default. TLS below 1.2 is never offered."
+        ),
+    )
+    password_auth: bool = field(
+        default=True,
+        metadata=_doc("Offer AUTH PLAIN and LOGIN (always over TLS only) on submission."),
+    )
+    oauth_issuer: str = field(
+        default="",
+        metadata=_doc("OpenID issuer whose JWT access tokens XOAUTH2/OAUTHBEARER accept."),
+    )
+    oauth_audience: str = field(
+        default="", metadata=_doc("The `aud` those tokens must carry (this operator).")
+    )
+    oauth_jwks_file: Path | None = field(
+        default=None, metadata=_doc("The issuer's signing keys as a JWKS file.")
+    )
+    oauth_jwks_url: str = field(
+        default="", metadata=_doc("The issuer's JWKS https URL (when no file is given).")
+    )
+    auth_max_failures_account: int = field(
+        default=10,
+        metadata=_doc("Failed logins on one account within 15 minutes before lock-out.", _positive),
+    )
+    auth_max_failures_client: int = field(
+        default=30,
+        metadata=_doc(
+            "Failed logins from one client address within 15 minutes before lock-out.", _positive
+        ),
+    )
+    auth_lockout_seconds: float = field(
+        default=900.0, metadata=_doc("How long a lock-out lasts.", _positive)
+    )
+    dkim_verify: bool = field(
+        default=True,
+        metadata=_doc("Verify DKIM on inbound MX mail and add `Authentication-Results`."),
+    )
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    retry_schedule_seconds: list[float] = field(
+        default_factory=lambda: [60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0],
+        metadata=_doc(
+            "Waits between delivery attempts; the last one repeats. Each wait gets ±10 % jitter.",
+            _schedule,
+        ),
+    )
+    max_age_seconds: float = field(
+        default=5 * 24 * 3600.0,
+        metadata=_doc("A message undelivered this long is returned to its sender.", _positive),
+    )
+    delay_notice_seconds: float = field(
+        default=4 * 3600.0,
+        metadata=_doc(
+            "Warn the sender (DSN 'delayed') once after this long undelivered; 0: never.",
+            _non_negative,
+        ),
+    )
+    lease_seconds: float = field(
+        default=300.0,
+        metadata=_doc(
+            "How long a node owns a delivery it took; a crashed node's rows are taken over "
+            "after this.",
+            _positive,
+        ),
+    )
+    poll_seconds: float = field(
+        default=5.0,
+        metadata=_doc("How often the runner looks for due rows it was not told about.", _positive),
+    )
+    parallel: int = field(
+        default=8, metadata=_doc("Deliveries in progress at once on this node.", _positive)
+    )
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     shutdown_grace_seconds: float = field(
@@ -264,6 +392,8 @@ class Config:
     tls: TLSConfig = field(default_factory=TLSConfig)
     whitelist: WhitelistConfig = field(default_factory=WhitelistConfig)
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -380,7 +510,9 @@ def _convert(hint: Any, value: Any, file: Path, key: str) -> Any:
 
 
 def _name(hint: Any) -> str:
-    return {Path: "file paths", str: "strings", int: "integers"}.get(hint, str(hint))
+    return {Path: "file paths", str: "strings", int: "integers", float: "numbers"}.get(
+        hint, str(hint)
+    )
 
 
 # --------------------------------------------------------------------------- reference
@@ -414,7 +546,9 @@ def _type_label(hint: Any) -> str:
     if origin in (types.UnionType, typing.Union):
         return "path (optional)"
     if origin is list:
-        return {Path: "list of paths", str: "list of strings"}[typing.get_args(hint)[0]]
+        return {Path: "list of paths", str: "list of strings", float: "list of numbers"}[
+            typing.get_args(hint)[0]
+        ]
     return {Path: "path", bool: "bool", int: "integer", float: "number", str: "string"}[hint]
 
 

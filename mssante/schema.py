@@ -260,4 +260,69 @@ directory_tokens = Table(
 
 #: Every column that references a blob of the message store. GC keeps any blob
 #: named here; a package that stores blob references registers its column.
-BLOB_REFERENCES: list[Column[Any]] = [mailbox_messages.c.blob_sha256]
+# --------------------------------------------------------------------------- SMTP queue
+
+#: One accepted message: the envelope as received and the stored bytes.
+queue_messages = Table(
+    "queue_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("queue_id", String(32), nullable=False, unique=True),  # "queued as <id>"
+    Column("blob_sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # SHA-256 of the bytes as the client sent them (before our trace headers):
+    # a peer redelivering the same message after a crash is recognised by it.
+    Column("received_sha256", String(64), nullable=True),
+    Column("sender", String(320), nullable=False),  # "" for the null reverse-path
+    Column("envid", String(100), nullable=True),  # RFC 3461 ENVID, decoded
+    Column("ret", String(8), nullable=True),  # "full" / "headers"
+    Column("body", String(16), nullable=True),  # 7BIT / 8BITMIME as declared
+    Column("smtputf8", Boolean, nullable=False),
+    Column("origin", String(16), nullable=False),  # mx, submission, dsn, ...
+    Column("client", String(512), nullable=False),  # who handed it over (login or peer DN)
+    Column("received_at", UTCDateTime, nullable=False),
+    Index(None, "blob_sha256"),
+)
+
+#: One row per (message, recipient) still to deliver; deleted when done.
+queue_recipients = Table(
+    "queue_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "message_id",
+        Integer,
+        ForeignKey("queue_messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("recipient", String(320), nullable=False),
+    Column("domain", String(255), nullable=False),  # normalised, for grouping
+    Column("notify", String(32), nullable=True),  # "SUCCESS,FAILURE,DELAY" / "NEVER"
+    Column("orcpt", String(500), nullable=True),  # addr-type;xtext as received
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("last_status", String(512), nullable=True),  # last reply, e.g. "451 4.4.1 ..."
+    Column("delay_notified", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("message_id", "recipient"),
+    Index(None, "next_attempt_at"),
+    Index(None, "domain"),
+)
+
+#: The static transport map: where to deliver a domain instead of its DNS MX.
+transports = Table(
+    "transports",
+    metadata,
+    Column("domain", String(255), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+BLOB_REFERENCES: list[Column[Any]] = [
+    mailbox_messages.c.blob_sha256,
+    queue_messages.c.blob_sha256,
+]

@@ -12,7 +12,8 @@ Two attacks are stopped here rather than in the callers:
 
 * **SMTP smuggling.** The end of data is only ``CRLF . CRLF``. A bare LF or CR
   never ends a line; a message containing one is flagged (``DataEnd.bare_newline``)
-  so the caller refuses it whole: it can never be split into two messages.
+  so the caller refuses it whole, or (submission only) a lone LF is read as
+  the CRLF the client meant. It can never be split into two messages.
 * **STARTTLS command injection.** Whatever the client pipelined after
   ``STARTTLS`` is discarded when the 220 is sent: nothing read in plaintext
   survives into the TLS session.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -84,6 +86,9 @@ class Reply:
 
     def __str__(self) -> str:
         return " ".join(filter(None, [str(self.code), self.status, " / ".join(self.lines())]))
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 class _Need:
@@ -187,6 +192,7 @@ class _Data:
 
     limit: int
     flush_at: int
+    fix_bare_lf: bool = False
     size: int = 0
     too_big: bool = False
     bare_newline: bool = False
@@ -225,8 +231,12 @@ class _Data:
             self.at_line_start = True
         del buffer[:pos]
         kept: list[bytes] = []
-        for chunk in out:
-            if b"\n" in chunk.replace(b"\r\n", b"") or b"\r" in chunk.replace(b"\r\n", b""):
+        for raw in out:
+            chunk = raw
+            if self.fix_bare_lf and b"\n" in raw:
+                chunk = _BARE_LF.sub(b"\r\n", raw)
+            rest = chunk.replace(b"\r\n", b"")
+            if b"\n" in rest or b"\r" in rest:
                 self.bare_newline = True
             self.size += len(chunk)
             if self.size > self.limit:
@@ -248,6 +258,7 @@ class ServerConnection:
         starttls_available: bool = True,
         require_tls_for_mail: bool = True,
         dsn: bool = True,
+        normalise_bare_lf: bool = False,
         smtputf8: bool = True,
     ) -> None:
         self.hostname = hostname
@@ -257,6 +268,9 @@ class ServerConnection:
         self.starttls_available = starttls_available
         self.require_tls_for_mail = require_tls_for_mail
         self.dsn = dsn
+        #: Submission clients (smtplib with bytes, some DPIs) send lone LFs and
+        #: mean CRLF: turn them into CRLF. Peers (the MX) must speak SMTP.
+        self.normalise_bare_lf = normalise_bare_lf
         self.smtputf8 = smtputf8
         #: SASL mechanisms to advertise (after TLS only); set by the caller.
         self.auth_mechanisms: tuple[str, ...] = ()
@@ -614,7 +628,9 @@ class ServerConnection:
             return self._error(Reply(503, "5.5.1", "Need MAIL before DATA"))
         if self._recipients == 0:
             return self._error(Reply(554, "5.5.1", "No valid recipients"))
-        self._data = _Data(self.limits.max_message_size, self.limits.data_flush)
+        self._data = _Data(
+            self.limits.max_message_size, self.limits.data_flush, self.normalise_bare_lf
+        )
         self._mode = _Mode.DATA
         self._send(Reply(354, None, "End data with <CR><LF>.<CR><LF>"))
         return None

@@ -81,6 +81,21 @@ def postgres_url() -> Iterator[str]:
     yield from _postgres_database()
 
 
+@pytest.fixture
+def postgres_databases() -> Iterator[Callable[[], str]]:
+    """Make as many fresh PostgreSQL databases as a test needs (several nodes)."""
+    made: list[Iterator[str]] = []
+
+    def make() -> str:
+        gen = _postgres_database()
+        made.append(gen)
+        return next(gen)
+
+    yield make
+    for gen in made:
+        gen.close()  # type: ignore[attr-defined]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database on each engine."""

@@ -35,8 +35,10 @@ def _free(port: int) -> bool:
 
 def free_port_offset() -> int:
     """An offset at which every demo port is free on 127.0.0.1."""
+    highest = max(DEMO_PORTS.values())
     for _ in range(200):
-        offset = random.randrange(10000, 60000, 10) - 2000
+        # Every port must stay a valid TCP port (a bind() past 65535 raises OverflowError).
+        offset = random.randrange(8000, 65535 - highest, 10)
         if all(_free(port + offset) for port in DEMO_PORTS.values()):
             return offset
     raise RuntimeError("no free demo port range")

@@ -132,7 +132,7 @@ def test_db_upgrade_creates_the_schema_of_an_empty_database(tmp_path):
     (tmp_path / "mssante.db").unlink()
     assert mssante("serve", "--data-dir", str(tmp_path)).returncode == 2
     upgraded = mssante("db", "upgrade", "--data-dir", str(tmp_path))
-    assert upgraded.returncode == 0 and "empty -> 0002" in upgraded.stdout
+    assert upgraded.returncode == 0 and "empty -> 0003" in upgraded.stdout
 
 
 @pytest.mark.slow

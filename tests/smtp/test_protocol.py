@@ -348,3 +348,18 @@ def test_arbitrary_bytes_never_crash_the_core(chunks: list[bytes]) -> None:
         d.feed(chunk)
     for event in d.events:
         assert not isinstance(event, ProtocolError) or event.reply.code >= 500
+
+
+def test_submission_reads_a_lone_lf_as_crlf_but_never_ends_data_on_it() -> None:
+    d = tls_driver(normalise_bare_lf=True)
+    d.feed(transaction(b"Subject: x\n\nline\n.\nMAIL FROM:<s@x.fr>\r\n.\r\n"))
+    assert d.messages == [b"Subject: x\r\n\r\nline\r\n.\r\nMAIL FROM:<s@x.fr>\r\n"]
+    end = next(e for e in d.events if isinstance(e, DataEnd))
+    assert not end.bare_newline
+    assert sum(isinstance(e, MailFrom) for e in d.events) == 1
+
+
+def test_submission_still_refuses_a_bare_cr() -> None:
+    d = tls_driver(normalise_bare_lf=True)
+    d.feed(transaction(b"Subject: x\r\n\r\nline\r.\r\r\n.\r\n"))
+    assert next(e for e in d.events if isinstance(e, DataEnd)).bare_newline

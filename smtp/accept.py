@@ -1,0 +1,120 @@
+"""From DATA to "250 queued as": spool the bytes into the store, then one transaction.
+
+The header block is held back (bounded) until it is complete, so the session
+can look at ``From:`` and decide which trace headers to prepend; the body then
+streams straight into the encrypted store. Nothing is acknowledged until the
+blob is fsynced and the queue rows are committed (architecture invariant 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any
+
+from mssante.db import Database
+from mssante.store import BlobRef, BlobStore, BlobWriter
+from smtp.queue import Envelope, enqueue
+
+__all__ = ["MAX_HEADER_BLOCK", "Spool", "commit_message", "header_end", "parse_headers"]
+
+#: A header block larger than this is refused (552): no real message needs it.
+MAX_HEADER_BLOCK = 256 * 1024
+
+
+def header_end(data: bytes | bytearray) -> int:
+    """Offset just past the blank line ending the headers, or -1 if not seen yet."""
+    if data.startswith(b"\r\n"):
+        return 2
+    at = data.find(b"\r\n\r\n")
+    return -1 if at < 0 else at + 4
+
+
+def parse_headers(block: bytes) -> Message:
+    """Headers only, with the lenient compat32 policy (it never raises on junk)."""
+    return BytesHeaderParser(policy=compat32).parsebytes(block)
+
+
+@dataclass
+class Spool:
+    """One message on its way into the store: header block first, then streamed body."""
+
+    store: BlobStore
+    head: bytearray = field(default_factory=bytearray)
+    header_complete: bool = False
+    header_too_large: bool = False
+    #: The policy asked to see the whole message first: nothing is written until then.
+    holding: bool = False
+    #: The header block, parsed when :meth:`start` was called.
+    parsed: Message | None = None
+    #: SHA-256 of everything fed (the bytes as received, without our prefix).
+    digest: Any = field(default_factory=hashlib.sha256)
+    _writer: BlobWriter | None = None
+
+    def feed(self, chunk: bytes) -> bool:
+        """Add bytes; True once the header block is complete (call :meth:`start`)."""
+        self.digest.update(chunk)
+        if self._writer is not None:
+            self._writer.write(chunk)
+            return False
+        self.head += chunk
+        if header_end(self.head) >= 0:
+            self.header_complete = True
+        elif len(self.head) > MAX_HEADER_BLOCK:
+            self.header_too_large = True
+            self.header_complete = True
+        return self.header_complete
+
+    @property
+    def started(self) -> bool:
+        return self._writer is not None
+
+    def headers(self) -> Message:
+        end = header_end(self.head)
+        return parse_headers(bytes(self.head[: end if end >= 0 else len(self.head)]))
+
+    def start(self, prefix: Callable[[Message], bytes]) -> None:
+        """Open the blob: the trace headers ``prefix`` makes, then the held-back bytes."""
+        self.parsed = self.headers()
+        writer = self.store.writer()
+        writer.write(prefix(self.parsed))
+        writer.write(bytes(self.head))
+        self.head.clear()
+        self._writer = writer
+
+    async def commit(self) -> BlobRef:
+        """fsync the blob (in a thread: it waits on the disk)."""
+        assert self._writer is not None, "start() first"
+        writer, self._writer = self._writer, None
+        return await asyncio.to_thread(writer.commit)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self.head.clear()
+
+
+async def commit_message(
+    db: Database,
+    spool: Spool,
+    envelope: Envelope,
+    *,
+    now: datetime,
+    max_age: timedelta,
+    queue_id: str,
+) -> str:
+    """Store then enqueue; raise on any failure (the caller answers 451 4.3.0)."""
+    blob = await spool.commit()
+
+    def transaction() -> str:
+        with db.transaction() as conn:
+            return enqueue(conn, blob, envelope, now=now, max_age=max_age, queue_id=queue_id)
+
+    return await asyncio.to_thread(transaction)

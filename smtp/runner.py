@@ -1,0 +1,482 @@
+"""The queue runner: take due rows, deliver them, record what happened.
+
+Each outcome is recorded in one transaction with its consequences: a local
+append and the row's deletion; a DSN enqueued and the row's deletion; a retry
+date. A crash anywhere leaves either the row (delivered again later: the
+mailbox append is idempotent) or its outcome, never neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import Connection
+
+from annuaire import (
+    Bridge,
+    LocalMailbox,
+    PatientMailbox,
+    Refused,
+    Remote,
+    RoutingContext,
+    address_key,
+    route,
+)
+from mssante import index
+from mssante.clock import Clock
+from mssante.db import Database
+from mssante.logs import pseudonym
+from mssante.metrics import Metrics
+from mssante.store import BlobRef, BlobStore
+from smtp.accept import header_end
+from smtp.client import OutboundMessage, OutboundRecipient, RecipientOutcome
+from smtp.dsn import (
+    MAX_FULL_ORIGINAL,
+    RecipientStatus,
+    Report,
+    build_dsn,
+    must_not_send_dsn,
+    notify_wants,
+    xtext_encode,
+)
+from smtp.queue import Envelope, NewRecipient, Work, claim, defer, enqueue, finish, next_attempt
+
+__all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
+
+log = logging.getLogger("mssante.smtp.queue")
+
+Deliver = Callable[[str, OutboundMessage], Awaitable[list[RecipientOutcome]]]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    hostname: str
+    postmaster: str
+    schedule: Sequence[float]
+    max_age: timedelta
+    delay_notice: timedelta | None
+    lease: timedelta
+    poll_seconds: float
+    parallel: int
+    batch: int = 100
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one row in this attempt."""
+
+    kind: Literal["delivered", "temporary", "permanent"]
+    status: str
+    text: str
+    remote_mta: str | None = None
+    code: int = 0
+    relayed: bool = False
+
+
+class QueueRunner:
+    """A service: delivers due rows until stopped; ``wake()`` after each acceptance."""
+
+    name = "queue"
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: BlobStore,
+        clock: Clock,
+        metrics: Metrics,
+        routing: RoutingContext,
+        settings: RunnerSettings,
+        deliver_remote: Deliver,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.clock = clock
+        self.routing = routing
+        self.settings = settings
+        self.deliver_remote = deliver_remote
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._outcomes = metrics.counter(
+            "mssante_queue_outcomes_total", "Delivery outcomes, per kind (delivered, deferred, …)."
+        )
+
+    # ------------------------------------------------------------------ service
+
+    def describe(self) -> str:
+        return f"queue runner {self.owner}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="queue-runner")
+
+    async def stop(self, grace: float) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                worked = await self.run_once()
+            except Exception:
+                log.exception("queue run failed; retrying after the poll interval")
+                worked = 0
+            if worked or self._stopping:
+                continue
+            sleeper = asyncio.ensure_future(self.clock.sleep(self.settings.poll_seconds))
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                woken.cancel()
+
+    # ------------------------------------------------------------------ one pass
+
+    async def run_once(self) -> int:
+        """Claim and process one batch of due rows; returns how many were claimed."""
+        now = self.clock.now()
+        batch = await asyncio.to_thread(
+            claim,
+            self.db,
+            owner=self.owner,
+            now=now,
+            lease=self.settings.lease,
+            limit=self.settings.batch,
+        )
+        if not batch:
+            return 0
+        local: list[Work] = []
+        remote: dict[tuple[int, str], list[Work]] = defaultdict(list)
+        for work in batch:
+            found = await asyncio.to_thread(self._route, work.recipient)
+            if isinstance(found, Remote):
+                remote[(work.message.id, found.domain)].append(work)
+            else:
+                local.append(work)
+        limit = asyncio.Semaphore(self.settings.parallel)
+
+        async def bounded(job: Awaitable[None]) -> None:
+            async with limit:
+                await job
+
+        jobs = [bounded(self._deliver_local(w)) for w in local]
+        jobs += [bounded(self._deliver_group(domain, rows)) for (_, domain), rows in remote.items()]
+        await asyncio.gather(*jobs)
+        return len(batch)
+
+    def _route(self, address: str) -> object:
+        with self.db.read() as conn:
+            return route(conn, address, self.routing)
+
+    # ------------------------------------------------------------------ local
+
+    async def _deliver_local(self, work: Work) -> None:
+        try:
+            outcome = await asyncio.to_thread(self._append_local, work)
+        except Exception:
+            log.exception(
+                "local delivery failed", extra={"fields": {"queue_id": work.message.queue_id}}
+            )
+            outcome = Outcome("temporary", "4.3.0", "local delivery failed, will retry")
+        if outcome is not None:
+            await self._record(work, outcome)
+
+    def _append_local(self, work: Work) -> Outcome | None:
+        """Append to INBOX and finish the row in one transaction; None when done."""
+        now = self.clock.now()
+        with self.db.transaction() as conn:
+            found = route(conn, work.recipient, self.routing)
+            if isinstance(found, Refused):
+                return Outcome("permanent", found.status, found.reason, code=found.code)
+            if isinstance(found, Bridge):
+                return Outcome(
+                    "permanent", "5.3.3", "The envoi-en-Y bridge is not available on this node"
+                )
+            if isinstance(found, Remote):
+                return Outcome("temporary", "4.4.0", "the recipient moved to another operator")
+            owner = (
+                found.address
+                if isinstance(found, LocalMailbox)
+                else _patient_owner(found, self.routing)
+            )
+            mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
+            inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
+            assert inbox is not None
+            index.append(
+                conn,
+                inbox,
+                work.message.blob,
+                internal_date=work.message.received_at,
+                delivery_key=work.message.delivery_key(address_key(work.recipient)),
+            )
+            self._success_dsn(conn, work, now)
+            if not finish(conn, work, owner=self.owner):
+                conn.rollback()  # another node owns the row now; it will deliver (idempotently)
+                return None
+        self._outcomes.inc(kind="delivered")
+        log.info(
+            "delivered",
+            extra={
+                "fields": {
+                    "queue_id": work.message.queue_id,
+                    "to": pseudonym(work.recipient),
+                    "route": "local",
+                }
+            },
+        )
+        return None
+
+    def _success_dsn(self, conn: Connection, work: Work, now: datetime) -> str | None:
+        if must_not_send_dsn(work.message.sender) or not notify_wants(work.notify, "delivered"):
+            return None
+        status = RecipientStatus(
+            final_recipient=work.recipient,
+            action="delivered",
+            status="2.0.0",
+            original_recipient=work.orcpt,
+            last_attempt=now,
+        )
+        return self._enqueue_dsn(conn, work, [status], now)
+
+    # ------------------------------------------------------------------ remote
+
+    async def _deliver_group(self, domain: str, rows: list[Work]) -> None:
+        message = rows[0].message
+        try:
+            data = await asyncio.to_thread(self.store.read, message.blob.sha256)
+        except Exception:
+            log.exception(
+                "queued message unreadable", extra={"fields": {"queue_id": message.queue_id}}
+            )
+            for work in rows:
+                await self._record(work, Outcome("temporary", "4.3.0", "message store read failed"))
+            return
+        outbound = OutboundMessage(
+            sender=message.sender,
+            recipients=tuple(
+                OutboundRecipient(
+                    w.recipient, ",".join(sorted(w.notify)) if w.notify else None, w.orcpt
+                )
+                for w in rows
+            ),
+            data=data,
+            size=len(data),
+            envid=xtext_encode(message.envid) if message.envid else None,
+            ret={"full": "FULL", "headers": "HDRS"}.get(message.ret or ""),
+            eight_bit=message.body == "8BITMIME",
+            smtputf8=message.smtputf8,
+        )
+        outcomes = await self.deliver_remote(domain, outbound)
+        for work, result in zip(rows, outcomes, strict=True):
+            await self._record(
+                work,
+                Outcome(
+                    result.kind,
+                    result.status,
+                    result.text,
+                    result.remote_mta,
+                    result.code,
+                    result.relayed,
+                ),
+            )
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def _record(self, work: Work, outcome: Outcome) -> None:
+        try:
+            await asyncio.to_thread(self._record_sync, work, outcome)
+        except Exception:
+            log.exception(
+                "could not record a delivery outcome; the lease will expire and it is retried",
+                extra={"fields": {"queue_id": work.message.queue_id}},
+            )
+
+    def _record_sync(self, work: Work, outcome: Outcome) -> None:
+        now = self.clock.now()
+        fields = {
+            "queue_id": work.message.queue_id,
+            "to": pseudonym(work.recipient),
+            "status": outcome.status,
+            "attempts": work.attempts + 1,
+        }
+        with self.db.transaction() as conn:
+            if outcome.kind == "delivered":
+                if (
+                    outcome.relayed
+                    and not must_not_send_dsn(work.message.sender)
+                    and notify_wants(work.notify, "relayed")
+                ):
+                    self._enqueue_dsn(
+                        conn,
+                        work,
+                        [self._status(work, "relayed", outcome, now)],
+                        now,
+                    )
+                ok = finish(conn, work, owner=self.owner)
+                kind = "delivered"
+            elif outcome.kind == "permanent" or now >= work.expires_at:
+                if outcome.kind == "temporary":
+                    outcome = Outcome(
+                        "permanent",
+                        "4.4.7" if outcome.status.startswith("4") else outcome.status,
+                        f"delivery time expired; last error: {outcome.text}",
+                        outcome.remote_mta,
+                        outcome.code,
+                    )
+                if not must_not_send_dsn(work.message.sender) and notify_wants(
+                    work.notify, "failed"
+                ):
+                    self._enqueue_dsn(conn, work, [self._status(work, "failed", outcome, now)], now)
+                ok = finish(conn, work, owner=self.owner)
+                kind = "bounced"
+            else:
+                notice = self.settings.delay_notice
+                send_delay = (
+                    notice is not None
+                    and not work.delay_notified
+                    and now - work.created_at >= notice
+                    and not must_not_send_dsn(work.message.sender)
+                    and notify_wants(work.notify, "delayed")
+                )
+                if send_delay:
+                    self._enqueue_dsn(
+                        conn, work, [self._status(work, "delayed", outcome, now)], now
+                    )
+                ok = defer(
+                    conn,
+                    work,
+                    owner=self.owner,
+                    status=_status_line(outcome),
+                    next_at=next_attempt(work.attempts, self.settings.schedule, now, self._rng),
+                    delay_notified=True if send_delay else None,
+                )
+                kind = "deferred"
+            if not ok:
+                conn.rollback()
+                log.warning("lease lost before the outcome was recorded", extra={"fields": fields})
+                return
+        self._outcomes.inc(kind=kind)
+        log.info(kind, extra={"fields": fields})
+
+    def _status(
+        self,
+        work: Work,
+        action: Literal["failed", "delayed", "relayed"],
+        outcome: Outcome,
+        now: datetime,
+    ) -> RecipientStatus:
+        status = outcome.status
+        if action == "relayed":
+            status = "2.0.0"
+        elif action == "delayed" and not status.startswith("4"):
+            status = "4.0.0"
+        elif action == "failed" and status[0] not in "45":
+            status = "5.0.0"
+        return RecipientStatus(
+            final_recipient=work.recipient,
+            action=action,
+            status=status,
+            original_recipient=work.orcpt,
+            diagnostic_code=f"{outcome.code} {outcome.text}" if outcome.code else None,
+            remote_mta=outcome.remote_mta,
+            last_attempt=now,
+            will_retry_until=work.expires_at if action == "delayed" else None,
+        )
+
+    def _enqueue_dsn(
+        self, conn: Connection, work: Work, statuses: list[RecipientStatus], now: datetime
+    ) -> str:
+        message = work.message
+        original = self._original(message.blob, message.ret)
+        report = Report(
+            reporting_mta=self.settings.hostname,
+            original_envelope_id=message.envid,
+            arrival_date=message.received_at,
+            recipients=tuple(statuses),
+            return_content="full" if message.ret == "full" else "headers",
+        )
+        queue_id = f"{message.queue_id}D{secrets.token_hex(3).upper()}"
+        data = build_dsn(
+            report,
+            original=original,
+            sender=message.sender,
+            postmaster=self.settings.postmaster,
+            now=now,
+            message_id=f"{queue_id}.dsn@{self.settings.hostname}",
+        )
+        blob = self.store.put(data)
+        enqueue(
+            conn,
+            blob,
+            Envelope(
+                sender="",
+                recipients=(NewRecipient(message.sender),),
+                origin="dsn",
+                client=self.settings.hostname,
+            ),
+            now=now,
+            max_age=self.settings.max_age,
+            queue_id=queue_id,
+        )
+        log.info(
+            "dsn queued",
+            extra={
+                "fields": {
+                    "queue_id": queue_id,
+                    "about": message.queue_id,
+                    "action": statuses[0].action,
+                }
+            },
+        )
+        return queue_id
+
+    def _original(self, blob: BlobRef, ret: str | None) -> bytes:
+        """The original for the DSN: whole if RET=FULL and small, else the header block."""
+        if ret == "full" and blob.size <= MAX_FULL_ORIGINAL:
+            return self.store.read(blob.sha256)
+        head = bytearray()
+        for chunk in self.store.open(blob.sha256):
+            head += chunk
+            end = header_end(head)
+            if end >= 0:
+                return bytes(head[:end])
+            if len(head) > 256 * 1024:
+                break
+        return bytes(head[: 256 * 1024])
+
+
+def _status_line(outcome: Outcome) -> str:
+    code = f"{outcome.code} " if outcome.code else ""
+    return f"{code}{outcome.status} {outcome.text}"
+
+
+def _patient_owner(found: PatientMailbox, routing: RoutingContext) -> str:
+    """Patient mail lands in ``<INS>@<patient domain>``; the MSS-C rules come with policies."""
+    return f"{found.ins}@{routing.patient_domain}"

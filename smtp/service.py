@@ -1,0 +1,188 @@
+"""What `serve` runs for SMTP: the MX, the two submission listeners and the queue runner."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from annuaire import RoutingContext, dn_from_x509, pair_matches
+from certs.formatting import format_name
+from mssante.config import ListenerConfig
+from mssante.listener import TcpListener
+from mssante.lockout import FailureThrottle, ThrottleSettings
+from mssante.oauth import OAuthSettings, TokenVerifier
+from smtp import transport
+from smtp.client import DeliveryClient
+from smtp.limits import SizeCaps
+from smtp.mx import MxPolicy
+from smtp.peers import TrustStore
+from smtp.protocol import Limits, ServerConnection
+from smtp.runner import QueueRunner, RunnerSettings
+from smtp.session import Policy, Session, SessionContext
+from smtp.submission import SubmissionPolicy
+
+if TYPE_CHECKING:
+    from mssante.app import Runtime, Service
+
+__all__ = ["smtp_services"]
+
+
+def smtp_services(runtime: Runtime) -> list[Service]:
+    config = runtime.config
+    db = runtime.db
+    trust = TrustStore(
+        config.path(config.tls.ca_file),
+        [config.path(p) for p in config.tls.crl_files],
+        [config.path(config.tls.cert_file)],
+    )
+    routing = RoutingContext.from_config(config)
+    caps = SizeCaps.from_config(config)
+    cert_file, key_file = config.path(config.tls.cert_file), config.path(config.tls.key_file)
+
+    def peer_allowed(domain: str, cert: x509.Certificate) -> str | None:
+        with db.read() as conn:
+            if pair_matches(conn, domain, dn_from_x509(cert.subject)):
+                return None
+        return (
+            f"peer certificate {format_name(cert.subject)} is not paired with {domain} "
+            "in the MSSanté whitelist"
+        )
+
+    client = DeliveryClient(
+        hostname=config.hostname,
+        cert_file=cert_file,
+        key_file=key_file,
+        anchors_file=config.path(config.tls.ca_file),
+        crl_files=[config.path(p) for p in config.tls.crl_files],
+        peer_allowed=peer_allowed,
+        transport=lambda domain: transport.lookup(db, domain),
+    )
+    q = config.queue
+    runner = QueueRunner(
+        db=db,
+        store=runtime.store,
+        clock=runtime.clock,
+        metrics=runtime.metrics,
+        routing=routing,
+        settings=RunnerSettings(
+            hostname=config.hostname,
+            postmaster=f"postmaster@{config.node.domain}",
+            schedule=q.retry_schedule_seconds,
+            max_age=timedelta(seconds=q.max_age_seconds),
+            delay_notice=timedelta(seconds=q.delay_notice_seconds)
+            if q.delay_notice_seconds
+            else None,
+            lease=timedelta(seconds=q.lease_seconds),
+            poll_seconds=q.poll_seconds,
+            parallel=q.parallel,
+        ),
+        deliver_remote=client.deliver,
+    )
+    s = config.smtp
+    limits = Limits(
+        max_message_size=s.max_message_size,
+        max_recipients=s.max_recipients,
+        max_command_line=s.max_command_line,
+        max_commands=s.max_commands,
+        max_errors=s.max_errors,
+    )
+    context = SessionContext(
+        db=db,
+        store=runtime.store,
+        clock=runtime.clock,
+        metrics=runtime.metrics,
+        hostname=config.hostname,
+        limits=limits,
+        idle_timeout=s.idle_timeout_seconds,
+        max_age=timedelta(seconds=q.max_age_seconds),
+        stopping=runtime.stopping,
+        wake_queue=runner.wake,
+    )
+    tokens = None
+    if s.oauth_issuer:
+        tokens = TokenVerifier(
+            OAuthSettings(
+                issuer=s.oauth_issuer,
+                audience=s.oauth_audience,
+                jwks_file=config.path(s.oauth_jwks_file) if s.oauth_jwks_file else None,
+                jwks_url=s.oauth_jwks_url or None,
+            ),
+            runtime.clock,
+        )
+    throttle = FailureThrottle(
+        runtime.clock,
+        ThrottleSettings(
+            max_failures_account=s.auth_max_failures_account,
+            max_failures_client=s.auth_max_failures_client,
+            lockout_seconds=s.auth_lockout_seconds,
+        ),
+    )
+    services: list[Service] = [runner]
+    listeners = config.listeners
+    if listeners.mx.enabled:
+        mx = MxPolicy(
+            cert_file=cert_file,
+            key_file=key_file,
+            trust=trust,
+            routing=routing,
+            caps=caps,
+            ciphers=s.tls_ciphers,
+            dkim_verify=s.dkim_verify,
+        )
+        services.append(_listener("mx", listeners.mx, mx, context, runtime))
+    for name, implicit in (("submission", False), ("submissions", True)):
+        listener = getattr(listeners, name)
+        if not listener.enabled:
+            continue
+        policy = SubmissionPolicy(
+            name=name,
+            implicit_tls=implicit,
+            cert_file=cert_file,
+            key_file=key_file,
+            trust=trust,
+            routing=routing,
+            caps=caps,
+            throttle=throttle,
+            password_auth=s.password_auth,
+            tokens=tokens,
+            ciphers=s.tls_ciphers,
+        )
+        services.append(_listener(name, listener, policy, context, runtime))
+    return services
+
+
+def _listener(
+    name: str, listener: ListenerConfig, policy: Policy, context: SessionContext, runtime: Runtime
+) -> TcpListener:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        conn = ServerConnection(
+            context.hostname,
+            context.limits,
+            tls=policy.implicit_tls,
+            starttls_available=not policy.implicit_tls,
+            normalise_bare_lf=policy.normalise_bare_lf,
+        )
+        session = Session(
+            context=context,
+            policy=policy,
+            reader=reader,
+            writer=writer,
+            conn=conn,
+            peer_ip=str(peer[0]) if peer else "unknown",
+            session_id=secrets.token_hex(4),
+        )
+        await session.run()
+
+    return TcpListener(
+        name,
+        listener.host,
+        listener.port,
+        handle,
+        metrics=runtime.metrics,
+        ssl_context=policy.server_context() if policy.implicit_tls else None,
+    )

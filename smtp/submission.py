@@ -1,0 +1,306 @@
+"""Submission (587 STARTTLS, 465 implicit TLS): mail from our own users and software.
+
+* AUTH only inside TLS: PLAIN/LOGIN against Argon2 hashes (unless the
+  operator disables them), EXTERNAL with a client certificate bound to a BAL
+  (the national model for APP mailboxes), XOAUTH2/OAUTHBEARER with a JWT from
+  the configured OpenID issuer bound to a BAL. Failures are slowed down and
+  locked out per account and per client address.
+* The envelope sender and every ``From:`` address must be the authenticated
+  mailbox or one it is a member of (``553 5.7.1``).
+* Recipients must be ours or in the trust space (``550 5.7.1`` naming the
+  domain outside it), within their domain's size cap.
+* ``Message-ID`` and ``Date`` are added when missing, with a ``Received``
+  line; the body is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass
+from email.message import Message
+from email.utils import format_datetime, getaddresses
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from annuaire import Bal, Bridge, Refused, RoutingContext, address_key, bals_for, may_open, route
+from annuaire import verify_password as check_password
+from annuaire.bal import certificate_fingerprint
+from mssante import sasl
+from mssante.lockout import FailureThrottle
+from mssante.oauth import TokenError, TokenVerifier
+from smtp.limits import SizeCaps
+from smtp.peers import TrustStore, client_cert_server_context
+from smtp.protocol import Auth, AuthResponse, MailFrom, RcptTo, Reply
+from smtp.session import Session
+
+__all__ = ["SubmissionPolicy"]
+
+FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+LOCKED = Reply(454, "4.7.0", "Too many failed authentications; try again later")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """Who the client says it is, before we check it."""
+
+    account: str  # for the throttle
+    authzid: str | None
+
+
+class SubmissionPolicy:
+    def __init__(
+        self,
+        *,
+        name: str,
+        implicit_tls: bool,
+        cert_file: Path,
+        key_file: Path,
+        trust: TrustStore,
+        routing: RoutingContext,
+        caps: SizeCaps,
+        throttle: FailureThrottle,
+        password_auth: bool = True,
+        tokens: TokenVerifier | None = None,
+        ciphers: str = "",
+    ) -> None:
+        self.name = name
+        self.implicit_tls = implicit_tls
+        self.normalise_bare_lf = True  # mail clients mean CRLF when they send LF
+        self._cert_file = cert_file
+        self._key_file = key_file
+        self._trust = trust
+        self._routing = routing
+        self._caps = caps
+        self._throttle = throttle
+        self._password_auth = password_auth
+        self._tokens = tokens
+        self._ciphers = ciphers
+        self._context: ssl.SSLContext | None = None
+
+    def server_context(self) -> ssl.SSLContext:
+        """Client certificates are asked for (EXTERNAL), never required."""
+        if self._context is None:
+            self._context = client_cert_server_context(
+                self._cert_file, self._key_file, self._trust, ciphers=self._ciphers
+            )
+        return self._context
+
+    # ------------------------------------------------------------------ TLS, AUTH
+
+    async def on_tls(self, session: Session) -> None:
+        external = False
+        if session.peer_cert is not None:
+            result = await asyncio.to_thread(
+                self._trust.verify,
+                session.peer_cert,
+                purpose="client",
+                at=session.context.clock.now(),
+            )
+            external = result.ok
+            if not result.ok:
+                assert result.reason is not None
+                session.log("client certificate not usable", reason=result.reason.value)
+        session.conn.auth_mechanisms = tuple(
+            sasl.advertised(
+                tls=True,
+                password_enabled=self._password_auth,
+                external_available=external,
+                oauth_enabled=self._tokens is not None,
+            )
+        )
+
+    async def on_auth(self, session: Session, event: Auth | AuthResponse) -> None:
+        conn = session.conn
+        try:
+            if isinstance(event, Auth):
+                exchange = sasl.start(event.mechanism, event.initial)
+                session.state["sasl"] = exchange
+                result = exchange.step(None)
+            else:
+                exchange = session.state["sasl"]  # type: ignore[assignment]
+                assert isinstance(exchange, sasl.SaslExchange)
+                if event.data is None:
+                    conn.respond(Reply(501, "5.0.0", "Authentication cancelled"))
+                    return
+                result = exchange.step(event.data)
+        except sasl.SaslError as exc:
+            session.state.pop("sasl", None)
+            if "authentication failed" in str(exc):
+                conn.respond(FAILED)
+            else:
+                conn.respond(Reply(501, "5.5.2", f"Authentication exchange refused: {exc}"))
+            return
+        if isinstance(result, sasl.Challenge):
+            conn.challenge(result.data)
+            return
+        identity, refusal = await self._check(session, result)
+        if identity is None:
+            if isinstance(result, sasl.BearerCredentials) and refusal is FAILED:
+                # RFC 7628 §3.2.2: send the error as a challenge, fail on the dummy reply.
+                conn.challenge(exchange.fail_challenge(sasl.bearer_error()).data)
+                return
+            session.state.pop("sasl", None)
+            conn.respond(refusal)
+            return
+        session.state.pop("sasl", None)
+        session.identity = identity
+        conn.authenticated = identity
+        session.log("authenticated", mechanism=exchange.mechanism)
+        conn.respond(Reply(235, "2.7.0", "Authentication successful"))
+
+    async def _check(
+        self, session: Session, creds: sasl.Credentials
+    ) -> tuple[str, Reply] | tuple[None, Reply]:
+        """(identity, _) on success; (None, reply) on failure, after the throttle's pause."""
+        claim = self._claim(session, creds)
+        verdict = self._throttle.check(claim.account, session.peer_ip)
+        if not verdict.allowed:
+            session.log("authentication refused", logging.WARNING, reason=verdict.reason)
+            return None, LOCKED
+        identity = await asyncio.to_thread(self._verify, session, creds)
+        if identity is not None and claim.authzid is not None:
+            identity = await asyncio.to_thread(_act_as, session, identity, claim.authzid)
+        if identity is None:
+            self._throttle.failed(claim.account, session.peer_ip)
+            if verdict.delay_seconds:
+                await session.context.clock.sleep(verdict.delay_seconds)
+            session.log("authentication failed", logging.WARNING, mechanism=type(creds).__name__)
+            return None, FAILED
+        self._throttle.succeeded(claim.account, session.peer_ip)
+        return identity, FAILED
+
+    def _claim(self, session: Session, creds: sasl.Credentials) -> _Claim:
+        if isinstance(creds, sasl.PasswordCredentials):
+            return _Claim(creds.authcid, creds.authzid)
+        if isinstance(creds, sasl.ExternalCredentials):
+            fingerprint = _fingerprint(session) if session.peer_cert else "none"
+            return _Claim(f"cert:{fingerprint}", creds.authzid)
+        return _Claim(f"bearer:{creds.user or '?'}", creds.user)
+
+    def _verify(self, session: Session, creds: sasl.Credentials) -> str | None:
+        db = session.context.db
+        if isinstance(creds, sasl.PasswordCredentials):
+            if not self._password_auth:
+                return None
+            with db.read() as conn:
+                if check_password(conn, creds.authcid, creds.password):
+                    return address_key(creds.authcid)
+            return None
+        if isinstance(creds, sasl.ExternalCredentials):
+            if session.peer_cert is None or "EXTERNAL" not in session.conn.auth_mechanisms:
+                return None
+            with db.read() as conn:
+                bound = bals_for(conn, "certificate", _fingerprint(session))
+            return _pick(bound, creds.authzid)
+        if self._tokens is None:
+            return None
+        try:
+            claims = self._tokens.verify(creds.token)
+        except TokenError as exc:
+            session.log("bearer token refused", logging.WARNING, reason=exc.reason)
+            return None
+        with db.read() as conn:
+            bound = bals_for(conn, "oauth", f"{claims.issuer} {claims.subject}")
+        return _pick(bound, creds.user)
+
+    # ------------------------------------------------------------------ envelope
+
+    async def on_mail(self, session: Session, event: MailFrom) -> Reply:
+        if session.identity is None:
+            return Reply(530, "5.7.0", "Authentication required")
+        if not event.address:
+            return Reply(553, "5.7.1", "A null sender is not allowed on submission")
+        allowed = await asyncio.to_thread(self._owns, session, event.address)
+        if not allowed:
+            return Reply(
+                553,
+                "5.7.1",
+                f"Sender address not owned by the authenticated user {session.identity}",
+            )
+        return Reply(250, "2.1.0", "Sender OK")
+
+    def _owns(self, session: Session, address: str) -> bool:
+        identity = session.identity
+        assert identity is not None
+        try:
+            if address_key(address) == identity:
+                return True
+        except ValueError:
+            return False
+        with session.context.db.read() as conn:
+            return may_open(conn, address, identity)
+
+    async def on_rcpt(self, session: Session, event: RcptTo) -> Reply:
+        def where() -> object:
+            with session.context.db.read() as conn:
+                return route(conn, event.address, self._routing)
+
+        found = await asyncio.to_thread(where)
+        if isinstance(found, Refused):
+            return Reply(found.code, found.status, found.reason)
+        if isinstance(found, Bridge):
+            return Reply(550, "5.3.3", "The envoi-en-Y bridge is not available on this node")
+        too_big = self._caps.refuse_declared(event.address, session.mail)
+        if too_big is not None:
+            return too_big
+        return Reply(250, "2.1.5", "Recipient OK")
+
+    def trace_headers(self, session: Session, headers: Message, queue_id: str) -> bytes:
+        out = session.received_header(queue_id, with_auth=True)
+        if headers.get("Message-ID") is None:
+            token = secrets.token_hex(12)
+            out += f"Message-ID: <{queue_id}.{token}@{session.context.hostname}>\r\n".encode()
+        if headers.get("Date") is None:
+            out += f"Date: {format_datetime(session.context.clock.now())}\r\n".encode()
+        return out
+
+    def wants_whole_message(self, headers: Message) -> bool:
+        return False
+
+    async def whole_message(self, session: Session, data: bytes) -> bytes:
+        return b""
+
+    def unverified_note(self, session: Session) -> bytes:
+        return b""
+
+    async def on_message(self, session: Session, headers: Message, size: int) -> Reply | None:
+        too_big = self._caps.refuse_actual(session.recipients, size)
+        if too_big is not None:
+            return too_big
+        addresses = [addr for _, addr in getaddresses(headers.get_all("From", [])) if addr]
+        if not addresses:
+            return Reply(550, "5.6.0", "The message has no From: header")
+        for address in addresses:
+            if not await asyncio.to_thread(self._owns, session, address):
+                return Reply(
+                    553,
+                    "5.7.1",
+                    f"From: address not owned by the authenticated user {session.identity}",
+                )
+        return None
+
+
+def _act_as(session: Session, identity: str, authzid: str) -> str | None:
+    """An authzid other than the login must be a mailbox the login may open."""
+    if address_key(authzid) == identity:
+        return identity
+    with session.context.db.read() as conn:
+        return address_key(authzid) if may_open(conn, authzid, identity) else None
+
+
+def _fingerprint(session: Session) -> str:
+    assert session.peer_cert is not None
+    return certificate_fingerprint(session.peer_cert.public_bytes(Encoding.DER))
+
+
+def _pick(bound: list[Bal], authzid: str | None) -> str | None:
+    """The BAL a certificate or token opens: the one asked for, or the only one."""
+    keys = [b.address_key for b in bound]
+    if authzid is not None:
+        key = address_key(authzid)
+        return key if key in keys else None
+    return keys[0] if len(keys) == 1 else None

@@ -1,0 +1,140 @@
+"""Two operator nodes on one machine, as the SMTP tests need them (not a test module).
+
+They share a demo CA (``init --ca-dir``), each whitelists the other with its
+``whitelist self-entry`` and reaches the other's MX through the transport map.
+"""
+
+from __future__ import annotations
+
+import email
+import smtplib
+import ssl
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from annuaire.identifiers import luhn_key
+from mssante import config as cfg
+from mssante import index
+from mssante.app import Runtime
+from mssante.datadir import DEMO_PORTS
+
+from nodes import Node, free_port_offset, mssante
+
+PASSWORD = "correct horse battery staple"
+
+
+def rpps(n: int) -> str:
+    body = f"10{n:08d}"
+    return body + str(luhn_key(body))
+
+
+@dataclass
+class Peer:
+    name: str
+    domain: str
+    data_dir: Path
+    offset: int
+    node: Node | None = None
+
+    def port(self, listener: str) -> int:
+        return DEMO_PORTS[listener] + self.offset
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = mssante(*args, "--data-dir", str(self.data_dir))
+        assert result.returncode == 0, result.stderr
+        return result
+
+    def start(self) -> Node:
+        self.node = Node.start(self.data_dir)
+        self.node.wait_for("ready", timeout=60)
+        return self.node
+
+    def inbox(self, address: str) -> list[bytes]:
+        runtime = Runtime.open(cfg.load(self.data_dir))
+        try:
+            with runtime.db.read() as conn:
+                box = index.get_mailbox(conn, address, "INBOX")
+                entries = index.messages(conn, box) if box is not None else []
+            return [runtime.store.read(e.blob.sha256) for e in entries]
+        finally:
+            runtime.db.dispose()
+
+    def wait_inbox(self, address: str, count: int, timeout: float = 30.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.inbox(address)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)  # waiting for other processes, not timing a behaviour
+
+
+@dataclass
+class Pair:
+    ca_dir: Path
+    a: Peer
+    b: Peer
+    work: Path
+
+    def client_context(self, cert: Path | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_dir / "root.pem"))
+        ctx.check_hostname = False  # we connect to 127.0.0.1; the chain is still verified
+        if cert is not None:
+            ctx.load_cert_chain(f"{cert}.pem", f"{cert}.key")
+        return ctx
+
+    def submit(self, user: str = "alice@a.test", timeout: float = 30) -> smtplib.SMTP:
+        smtp = smtplib.SMTP("127.0.0.1", self.a.port("submission"), timeout=timeout)
+        smtp.starttls(context=self.client_context())
+        smtp.login(user, PASSWORD)
+        return smtp
+
+    def stop(self) -> None:
+        for peer in (self.a, self.b):
+            if peer.node is not None and peer.node.process.poll() is None:
+                peer.node.stop()
+
+
+def setup_pair(
+    work: Path,
+    *,
+    database_urls: Sequence[str | None] = (None, None),
+    extra_config: str = "",
+) -> Pair:
+    """Initialise nodes a.test and b.test (not started) with alice, carol and bob."""
+    ca_dir = work / "ca"
+    assert mssante("certs", "create-ca", "--ca-dir", str(ca_dir)).returncode == 0
+    peers = []
+    for (name, domain), url in zip((("a", "a.test"), ("b", "b.test")), database_urls, strict=True):
+        data_dir = work / name
+        args = ["init", "--demo", "--data-dir", str(data_dir), "--domain", domain]
+        args += ["--ca-dir", str(ca_dir), "--port-offset", str(free_port_offset())]
+        if url:
+            args += ["--database-url", url]
+        result = mssante(*args)
+        assert result.returncode == 0, result.stderr
+        if extra_config:
+            with (data_dir / cfg.CONFIG_NAME).open("a") as fh:
+                fh.write("\n" + extra_config)
+        offset = cfg.load(data_dir).listeners.mx.port - DEMO_PORTS["mx"]
+        peers.append(Peer(name, domain, data_dir, offset))
+    a, b = peers
+    for me, other in ((a, b), (b, a)):
+        entry = work / f"{other.name}.xml"
+        entry.write_text(other.run("whitelist", "self-entry", "--whole").stdout)
+        me.run("whitelist", "update", str(entry))
+        me.run("transport", "set", other.domain, f"127.0.0.1:{other.port('mx')}")
+    pw = work / "pw"
+    pw.write_text(PASSWORD)
+    for peer, user, n in ((a, "alice", 1), (a, "carol", 3), (b, "bob", 2)):
+        peer.run(
+            "bal", "add", f"{user}@{peer.domain}", "--type", "PER", "--rpps", rpps(n),
+            "--password-file", str(pw),
+        )  # fmt: skip
+    return Pair(ca_dir, a, b, work)
+
+
+def message_ids(messages: list[bytes]) -> list[str]:
+    return [str(email.message_from_bytes(m).get("Message-ID", "")) for m in messages]
