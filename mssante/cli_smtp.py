@@ -126,7 +126,40 @@ def cmd_queue_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- dkim
+
+
+def cmd_dkim_record(args: argparse.Namespace) -> int:
+    from mssante import config as cfg
+    from smtp import dkim
+
+    config = cfg.load(cfg.resolve_data_dir(args.data_dir))
+    key = dkim.load_key(
+        config.path(config.smtp.dkim_key_file),
+        domain=config.node.domain,
+        selector=config.smtp.dkim_selector,
+    )
+    print(f'{dkim.record_name(key)}. IN TXT "{dkim.dns_record(key)}"')
+    return 0
+
+
+def cmd_dkim_generate(args: argparse.Namespace) -> int:
+    from mssante import config as cfg
+    from smtp import dkim
+
+    config = cfg.load(cfg.resolve_data_dir(args.data_dir))
+    record = dkim.generate_key(config.path(config.smtp.dkim_key_file), kind=args.kind)
+    name = f"{config.smtp.dkim_selector}._domainkey.{config.node.domain}"
+    print(f'{name}. IN TXT "{record}"')
+    return 0
+
+
 def register(commands: Commands) -> None:
+    dk = commands.group("dkim", "the DKIM key of the notification smarthost")
+    dk.add("record", cmd_dkim_record, "print the DNS TXT record to publish for the key")
+    p = dk.add("generate", cmd_dkim_generate, "make the key smtp.dkim_key_file names")
+    p.add_argument("--kind", choices=["rsa", "ed25519"], default="rsa")
+
     tr = commands.group("transport", "the static transport map (overrides DNS MX per domain)")
     p = tr.add("set", cmd_transport_set, "deliver DOMAIN to HOST:PORT")
     p.add_argument("domain")

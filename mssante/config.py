@@ -324,6 +324,16 @@ class SmtpConfig:
         default=True,
         metadata=_doc("Verify DKIM on inbound MX mail and add `Authentication-Results`."),
     )
+    dkim_key_file: Path = field(
+        default=Path("keys/dkim.key"),
+        metadata=_doc(
+            "DKIM signing key for mail leaving through the notification smarthost "
+            "(`init --demo` makes one; `mssante dkim record` prints its DNS record)."
+        ),
+    )
+    dkim_selector: str = field(
+        default="mss1", metadata=_doc("DKIM selector published as `SELECTOR._domainkey.DOMAIN`.")
+    )
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,10 @@ def init(options: InitOptions, *, now: datetime) -> cfg.Config:
     if not key_file.exists():
         generate_key(key_file)
     (data_dir / "blobs").mkdir(exist_ok=True, mode=0o700)
+    if options.demo and not (data_dir / "keys" / "dkim.key").exists():
+        from smtp.dkim import generate_key as generate_dkim_key
+
+        generate_dkim_key(data_dir / "keys" / "dkim.key")
 
     hostname = f"mx.{options.domain}"
     ca_file: str | None = None

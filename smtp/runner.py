@@ -50,7 +50,17 @@ from smtp.dsn import (
     notify_wants,
     xtext_encode,
 )
-from smtp.queue import Envelope, NewRecipient, Work, claim, defer, enqueue, finish, next_attempt
+from smtp.queue import (
+    Envelope,
+    NewRecipient,
+    Work,
+    claim,
+    defer,
+    enqueue,
+    finish,
+    next_attempt,
+    stats,
+)
 
 __all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
 
@@ -115,6 +125,10 @@ class QueueRunner:
         self._outcomes = metrics.counter(
             "mssante_queue_outcomes_total", "Delivery outcomes, per kind (delivered, deferred, …)."
         )
+        self._gauge = metrics.gauge(
+            "mssante_queue_size",
+            "Queue contents, per kind: messages, recipients, deferred (tried before), leased.",
+        )
 
     # ------------------------------------------------------------------ service
 
@@ -147,6 +161,7 @@ class QueueRunner:
             except Exception:
                 log.exception("queue run failed; retrying after the poll interval")
                 worked = 0
+            await self._update_gauges()
             if worked or self._stopping:
                 continue
             sleeper = asyncio.ensure_future(self.clock.sleep(self.settings.poll_seconds))
@@ -156,6 +171,17 @@ class QueueRunner:
             finally:
                 sleeper.cancel()
                 woken.cancel()
+
+    async def _update_gauges(self) -> None:
+        def read() -> dict[str, int]:
+            with self.db.read() as conn:
+                return stats(conn, now=self.clock.now())
+
+        try:
+            for kind, value in (await asyncio.to_thread(read)).items():
+                self._gauge.set(value, kind=kind)
+        except Exception:
+            log.exception("could not read the queue gauges")
 
     # ------------------------------------------------------------------ one pass
 

@@ -1,4 +1,4 @@
-# covers: TS-1, TS-3
+# covers: TS-1, TS-2, TS-3, TS-6
 """The delivery client against real peers over real mutual TLS on 127.0.0.1.
 
 Peers are aiosmtpd (a third-party server, for the byte-exact and

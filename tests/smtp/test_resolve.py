@@ -1,4 +1,4 @@
-# covers: TS-1
+# covers: TS-1, TS-3
 """Where the delivery client connects: transport map, MX order, null/implicit MX, DNS errors.
 
 DNS on the Internet cannot be used in tests, so the resolver is the one fake:

@@ -1,32 +1,64 @@
-# covers: TS-1, TS-2, TS-3, TS-4, TS-6, LIM-1
+# covers: TS-1, TS-2, TS-3, TS-4, TS-5, TS-6, LIM-1, INS-1
 """Two real nodes sharing a demo CA, each whitelisting the other, over real TLS sockets."""
 
 from __future__ import annotations
 
+import base64
+import json
+import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import jwt
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from annuaire.identifiers import luhn_key
+from annuaire.ins import ins_key
 from certs import CertificateAuthority
+from smtp import dkim
 
 from operators import PASSWORD, Pair, setup_pair
 
 pytestmark = pytest.mark.slow
 
 
+ISSUER = "https://psc.example.test/auth/realms/esante-wallet"
+AUDIENCE = "mssante-operator-a"
+SIGNER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def token(sub: str, **claims: object) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 300, **claims}
+    return jwt.encode(body, SIGNER, algorithm="RS256", headers={"kid": "k1"})
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    work = tmp_path_factory.mktemp("two-nodes")
+    jwks = work / "jwks.json"
+    key = RSAAlgorithm.to_jwk(SIGNER.public_key(), as_dict=True)
+    jwks.write_text(json.dumps({"keys": [{**key, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
     pair = setup_pair(
-        tmp_path_factory.mktemp("two-nodes"), extra_config="[smtp]\nauth_max_failures_account = 3\n"
+        work,
+        extra_config=(
+            "[smtp]\nauth_max_failures_account = 3\n"
+            f'oauth_issuer = "{ISSUER}"\noauth_audience = "{AUDIENCE}"\n'
+            f'oauth_jwks_file = "{jwks}"\n'
+        ),
     )
+    pair.a.run("bal", "bind", "alice@a.test", "--oauth", f"{ISSUER} f:550e8400:alice")
     try:
         pair.a.start()
         pair.b.start()
@@ -71,6 +103,18 @@ def test_submission_refusals(pair: Pair) -> None:
         assert code == 550 and b"not in the MSSant" in text and b"trust space" in text
         code, text = smtp.rcpt("nobody@a.test")
         assert (code, text[:5]) == (550, b"5.1.1")
+        code, text = smtp.rcpt("123456789012345@patient.mssante.fr")
+        assert (code, text[:5]) == (550, b"5.1.3") and b"INS" in text
+
+
+def test_patient_domain_size_cap(pair: Pair) -> None:
+    body = "180017500100" + "1"
+    patient = f"{body}{ins_key(body)}@patient.mssante.fr"
+    with pair.submit() as smtp:
+        assert smtp.mail("alice@a.test", [f"SIZE={30 * 1024 * 1024}"])[0] == 250
+        assert smtp.rcpt("bob@b.test")[0] == 250  # 30 MB is fine between professionals
+        code, text = smtp.rcpt(patient)
+        assert code == 552 and b"patient.mssante.fr" in text and b"25 MB" in text
 
 
 def test_from_header_must_be_owned(pair: Pair) -> None:
@@ -248,6 +292,9 @@ def app_cert(pair: Pair) -> Path:
     return prefix
 
 
+@pytest.mark.skipif(
+    shutil.which("swaks") is None, reason="swaks not installed (.ci/run installs it)"
+)
 def test_swaks_as_a_peer_operator_with_its_certificate(pair: Pair) -> None:
     before = len(pair.b.inbox("bob@b.test"))
     server = pair.a.data_dir / "pki" / "server"
@@ -282,6 +329,7 @@ def test_auth_external_with_the_bound_app_certificate(pair: Pair, app_cert: Path
     assert b"Subject: CR APP" in found[-1]
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed (.ci/run installs it)")
 def test_curl_auth_external(pair: Pair, app_cert: Path, tmp_path: Path) -> None:
     before = len(pair.b.inbox("bob@b.test"))
     mail = tmp_path / "mail.eml"
@@ -312,3 +360,88 @@ def test_external_refused_without_a_bound_certificate(pair: Pair) -> None:
         smtp.ehlo()
         code, text = smtp.docmd("AUTH", "EXTERNAL =")
         assert code == 535, text
+
+
+def _auth(pair: Pair, mechanism: str, initial: bytes) -> tuple[int, bytes]:
+    smtp = smtplib.SMTP("127.0.0.1", pair.a.port("submission"), timeout=30)
+    smtp.starttls(context=pair.client_context())
+    smtp.ehlo()
+    assert mechanism in smtp.esmtp_features["auth"]
+    code, text = smtp.docmd("AUTH", f"{mechanism} {base64.b64encode(initial).decode()}")
+    if code == 334:  # the RFC 7628 error challenge: answer it, then the failure comes
+        code, text = smtp.docmd(base64.b64encode(b"\x01").decode())
+    smtp.close()
+    return code, text
+
+
+def test_oauthbearer_and_xoauth2_with_a_token_from_the_issuer(pair: Pair) -> None:
+    good = token("f:550e8400:alice")
+    bearer = f"n,a=alice@a.test,\x01auth=Bearer {good}\x01\x01".encode()
+    assert _auth(pair, "OAUTHBEARER", bearer)[0] == 235
+    xoauth = f"user=alice@a.test\x01auth=Bearer {good}\x01\x01".encode()
+    assert _auth(pair, "XOAUTH2", xoauth)[0] == 235
+    for bad in (
+        token("f:550e8400:alice", exp=int(time.time()) - 3600),  # expired
+        token("f:550e8400:alice", aud="someone-else"),  # wrong audience
+        token("f:unknown:subject"),  # not bound to any mailbox
+    ):
+        refused = f"n,a=alice@a.test,\x01auth=Bearer {bad}\x01\x01".encode()
+        assert _auth(pair, "OAUTHBEARER", refused)[0] == 535
+
+
+def test_starttls_injection_is_discarded(pair: Pair) -> None:
+    with socket.create_connection(("127.0.0.1", pair.b.port("mx")), timeout=30) as raw:
+        reader = raw.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        raw.sendall(b"EHLO mx.a.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        raw.sendall(b"STARTTLS\r\nRSET\r\nMAIL FROM:<alice@a.test>\r\n")
+        assert reader.readline().startswith(b"220")
+        ctx = pair.client_context(pair.a.data_dir / "pki" / "server")
+        with ctx.wrap_socket(raw, server_hostname="mx.b.test") as tls:
+            tls.sendall(b"NOOP\r\n")
+            first = tls.recv(4096)
+            # The first answer in TLS is the NOOP's, not replies to the injected commands.
+            assert first.startswith(b"250 2.0.0 OK"), first
+
+
+def test_dkim_signed_mail_gets_authentication_results(pair: Pair) -> None:
+    before = len(pair.b.inbox("bob@b.test"))
+    key_file = pair.work / "dkim.key"
+    dkim.generate_key(key_file)
+    key = dkim.load_key(key_file, domain="a.test", selector="s1")
+    body = (
+        b"From: <alice@a.test>\r\nTo: <bob@b.test>\r\nSubject: signed\r\n"
+        b"Message-ID: <dkim.1@a.test>\r\n\r\nSigned body.\r\n"
+    )
+    signed = dkim.sign(body, key) + body
+    with _mx(pair, pair.a.data_dir / "pki" / "server") as smtp:
+        smtp.sendmail("alice@a.test", ["bob@b.test"], signed)
+    stored = pair.b.wait_inbox("bob@b.test", before + 1)[-1]
+    # No DNS here: the key cannot be fetched, and the header says so.
+    assert b"Authentication-Results: mx.b.test;" in stored
+    assert b"dkim=temperror" in stored or b"dkim=permerror" in stored
+    assert stored.endswith(signed)  # the message itself is untouched
+
+
+def test_queue_commands_and_gauges_while_b_is_down(pair: Pair) -> None:
+    assert pair.b.node is not None
+    pair.b.node.stop()
+    with pair.submit() as smtp:
+        smtp.send_message(_message("alice@a.test", "bob@b.test", "en attente"))
+    deadline = time.monotonic() + 30
+    while "attempts=1" not in (listing := pair.a.run("queue", "list").stdout):
+        assert time.monotonic() < deadline, listing
+        time.sleep(0.2)  # the runner of another process
+    assert "bob@b.test" in listing and "4.4.1" in listing
+    queue_id = listing.split()[0]
+    shown = pair.a.run("queue", "show", queue_id).stdout
+    assert "alice@a.test" in shown and "attempts:  1" in shown
+    with urllib.request.urlopen(f"http://127.0.0.1:{pair.a.port('http')}/metrics") as r:
+        metrics = r.read().decode()
+    assert 'mssante_queue_size{kind="messages"} 1' in metrics
+    assert 'mssante_queue_size{kind="deferred"} 1' in metrics
+    assert "1 recipient(s) due now" in pair.a.run("queue", "retry", queue_id).stdout
+    assert "no DSN sent" in pair.a.run("queue", "delete", queue_id).stdout
+    assert "-- 0 message(s)" in pair.a.run("queue", "list").stdout
