@@ -68,6 +68,11 @@ class FakeClock:
         self._sleepers.append((self._mono + seconds, future))
         await future
 
+    async def sleeping(self, count: int = 1) -> None:
+        """Return once ``count`` sleepers wait on this clock, so an advance reaches them."""
+        while sum(not f.done() for _, f in self._sleepers) < count:
+            await asyncio.sleep(0)
+
     def advance(self, delta: timedelta | float) -> None:
         """Move time forward and wake every sleeper whose deadline passed."""
         seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)

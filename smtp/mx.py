@@ -19,7 +19,6 @@ import logging
 import ssl
 from email.message import Message
 from email.utils import getaddresses
-from pathlib import Path
 
 from annuaire import (
     AddressError,
@@ -28,17 +27,14 @@ from annuaire import (
     PatientMailbox,
     Refused,
     Remote,
-    RoutingContext,
     dn_from_x509,
     is_listed,
     pair_matches,
-    route,
     split_address,
 )
 from certs.formatting import format_name
 from smtp import dkim
-from smtp.limits import SizeCaps
-from smtp.peers import TrustStore, client_cert_server_context
+from smtp.endpoint import Endpoint
 from smtp.protocol import Auth, AuthResponse, MailFrom, RcptTo, Reply
 from smtp.session import Session
 
@@ -52,32 +48,17 @@ class MxPolicy:
 
     def __init__(
         self,
+        endpoint: Endpoint,
         *,
-        cert_file: Path,
-        key_file: Path,
-        trust: TrustStore,
-        routing: RoutingContext,
-        caps: SizeCaps,
-        ciphers: str = "",
         dkim_verify: bool = True,
         dkim_dns: dkim.DnsLookup | None = None,
     ) -> None:
-        self._cert_file = cert_file
-        self._key_file = key_file
-        self._trust = trust
-        self._routing = routing
-        self._caps = caps
-        self._ciphers = ciphers
+        self.endpoint = endpoint
         self._dkim_verify = dkim_verify
         self._dkim_dns = dkim_dns
-        self._context: ssl.SSLContext | None = None
 
     def server_context(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = client_cert_server_context(
-                self._cert_file, self._key_file, self._trust, ciphers=self._ciphers
-            )
-        return self._context
+        return self.endpoint.server_context()
 
     async def on_tls(self, session: Session) -> None:
         cert = session.peer_cert
@@ -87,9 +68,7 @@ class MxPolicy:
             )
             session.log("peer sent no client certificate", logging.WARNING)
             return
-        result = await asyncio.to_thread(
-            self._trust.verify, cert, purpose="client", at=session.context.clock.now()
-        )
+        result = await self.endpoint.verify_client(cert, session.context.clock)
         subject = format_name(cert.subject)
         if not result.ok:
             assert result.reason is not None
@@ -152,11 +131,7 @@ class MxPolicy:
         return Reply(250, "2.1.0", "Sender OK")
 
     async def on_rcpt(self, session: Session, event: RcptTo) -> Reply:
-        def where() -> object:
-            with session.context.db.read() as conn:
-                return route(conn, event.address, self._routing)
-
-        found = await asyncio.to_thread(where)
+        found = await self.endpoint.route(session.context.db, event.address)
         relay = Reply(550, "5.7.1", "Relaying denied: this MX only accepts mail for its domains")
         if isinstance(found, Refused):
             # Outside the trust space is, for the MX, a relay attempt like any remote domain.
@@ -168,7 +143,7 @@ class MxPolicy:
         if isinstance(found, Bridge):
             return Reply(550, "5.3.3", "The envoi-en-Y bridge is not available on this node")
         assert isinstance(found, LocalMailbox | PatientMailbox | Bridge)
-        too_big = self._caps.refuse_declared(event.address, session.mail)
+        too_big = self.endpoint.caps.refuse_declared(event.address, session.mail)
         if too_big is not None:
             return too_big
         return Reply(250, "2.1.5", "Recipient OK")
@@ -190,7 +165,7 @@ class MxPolicy:
         return dkim.authentication_results([too_big], session.context.hostname)
 
     async def on_message(self, session: Session, headers: Message, size: int) -> Reply | None:
-        too_big = self._caps.refuse_actual(session.recipients, size)
+        too_big = self.endpoint.caps.refuse_actual(session.recipients, size)
         if too_big is not None:
             return too_big
         senders = getaddresses(headers.get_all("From", []))

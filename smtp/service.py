@@ -17,6 +17,7 @@ from mssante.lockout import FailureThrottle, ThrottleSettings
 from mssante.oauth import OAuthSettings, TokenVerifier
 from smtp import transport
 from smtp.client import DeliveryClient
+from smtp.endpoint import Endpoint
 from smtp.limits import SizeCaps
 from smtp.mx import MxPolicy
 from smtp.peers import TrustStore
@@ -121,35 +122,26 @@ def smtp_services(runtime: Runtime) -> list[Service]:
             lockout_seconds=s.auth_lockout_seconds,
         ),
     )
+
+    def endpoint() -> Endpoint:  # one per listener: each caches its own TLS context
+        return Endpoint(cert_file, key_file, trust, routing, caps, s.tls_ciphers)
+
     services: list[Service] = [runner]
     listeners = config.listeners
     if listeners.mx.enabled:
-        mx = MxPolicy(
-            cert_file=cert_file,
-            key_file=key_file,
-            trust=trust,
-            routing=routing,
-            caps=caps,
-            ciphers=s.tls_ciphers,
-            dkim_verify=s.dkim_verify,
-        )
+        mx = MxPolicy(endpoint(), dkim_verify=s.dkim_verify)
         services.append(_listener("mx", listeners.mx, mx, context, runtime))
     for name, implicit in (("submission", False), ("submissions", True)):
         listener = getattr(listeners, name)
         if not listener.enabled:
             continue
         policy = SubmissionPolicy(
+            endpoint(),
             name=name,
             implicit_tls=implicit,
-            cert_file=cert_file,
-            key_file=key_file,
-            trust=trust,
-            routing=routing,
-            caps=caps,
             throttle=throttle,
             password_auth=s.password_auth,
             tokens=tokens,
-            ciphers=s.tls_ciphers,
         )
         services.append(_listener(name, listener, policy, context, runtime))
     return services

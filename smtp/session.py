@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import Message
 from email.utils import format_datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 
@@ -166,29 +166,36 @@ class Session:
         self.reset()
 
     async def _read(self) -> bytes | None:
-        stop = asyncio.ensure_future(self.context.stopping.wait())
+        """The next bytes; None after a 421 for idleness or shutdown.
+
+        A node that is stopping lets a transaction in progress finish (within
+        the listener's grace period) and says 421 at the next command. The
+        idle timer runs on the injected clock.
+        """
         read = asyncio.ensure_future(self.reader.read(READ_SIZE))
+        idle = asyncio.ensure_future(self.context.clock.sleep(self.context.idle_timeout))
+        waiters: set[asyncio.Future[Any]] = {read, idle}
+        stop: asyncio.Future[Any] | None = None
+        if not self.conn.in_transaction:
+            stop = asyncio.ensure_future(self.context.stopping.wait())
+            waiters.add(stop)
         try:
-            done, _ = await asyncio.wait(
-                {stop, read},
-                timeout=self.context.idle_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop.cancel()
-        if read not in done:
-            read.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
-                await read
-            if stop in done and not self.conn.in_transaction:
-                self.conn.shutdown()
-            elif stop not in done:
-                self.conn.shutdown("Idle timeout, closing")
-            else:
-                self.conn.shutdown()
-            return None
-        data = read.result()
-        return data or None
+            for waiter in waiters:
+                if waiter is not read:
+                    waiter.cancel()
+        if read in done:
+            return read.result() or None
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
+            await read
+        if stop is not None and stop in done:
+            self.conn.shutdown()
+        else:
+            self.log("idle timeout", logging.INFO)
+            self.conn.shutdown("Idle timeout, closing")
+        return None
 
     async def _flush(self) -> None:
         out = self.conn.data_to_send()
@@ -198,7 +205,10 @@ class Session:
 
     async def _process(self) -> None:
         conn = self.conn
-        while True:
+        while not conn.closing:
+            if self.context.stopping.is_set() and not conn.in_transaction:
+                conn.shutdown()  # the node is stopping: no new transaction starts
+                return
             event = conn.next_event()
             if event is NEED_DATA:
                 return

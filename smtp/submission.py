@@ -22,18 +22,16 @@ import ssl
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import format_datetime, getaddresses
-from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from annuaire import Bal, Bridge, Refused, RoutingContext, address_key, bals_for, may_open, route
+from annuaire import Bal, Bridge, Refused, address_key, bals_for, may_open
 from annuaire import verify_password as check_password
 from annuaire.bal import certificate_fingerprint
 from mssante import sasl
 from mssante.lockout import FailureThrottle
 from mssante.oauth import TokenError, TokenVerifier
-from smtp.limits import SizeCaps
-from smtp.peers import TrustStore, client_cert_server_context
+from smtp.endpoint import Endpoint
 from smtp.protocol import Auth, AuthResponse, MailFrom, RcptTo, Reply
 from smtp.session import Session
 
@@ -54,52 +52,32 @@ class _Claim:
 class SubmissionPolicy:
     def __init__(
         self,
+        endpoint: Endpoint,
         *,
         name: str,
         implicit_tls: bool,
-        cert_file: Path,
-        key_file: Path,
-        trust: TrustStore,
-        routing: RoutingContext,
-        caps: SizeCaps,
         throttle: FailureThrottle,
         password_auth: bool = True,
         tokens: TokenVerifier | None = None,
-        ciphers: str = "",
     ) -> None:
+        self.endpoint = endpoint
         self.name = name
         self.implicit_tls = implicit_tls
         self.normalise_bare_lf = True  # mail clients mean CRLF when they send LF
-        self._cert_file = cert_file
-        self._key_file = key_file
-        self._trust = trust
-        self._routing = routing
-        self._caps = caps
         self._throttle = throttle
         self._password_auth = password_auth
         self._tokens = tokens
-        self._ciphers = ciphers
-        self._context: ssl.SSLContext | None = None
 
     def server_context(self) -> ssl.SSLContext:
         """Client certificates are asked for (EXTERNAL), never required."""
-        if self._context is None:
-            self._context = client_cert_server_context(
-                self._cert_file, self._key_file, self._trust, ciphers=self._ciphers
-            )
-        return self._context
+        return self.endpoint.server_context()
 
     # ------------------------------------------------------------------ TLS, AUTH
 
     async def on_tls(self, session: Session) -> None:
         external = False
         if session.peer_cert is not None:
-            result = await asyncio.to_thread(
-                self._trust.verify,
-                session.peer_cert,
-                purpose="client",
-                at=session.context.clock.now(),
-            )
+            result = await self.endpoint.verify_client(session.peer_cert, session.context.clock)
             external = result.ok
             if not result.ok:
                 assert result.reason is not None
@@ -235,16 +213,12 @@ class SubmissionPolicy:
             return may_open(conn, address, identity)
 
     async def on_rcpt(self, session: Session, event: RcptTo) -> Reply:
-        def where() -> object:
-            with session.context.db.read() as conn:
-                return route(conn, event.address, self._routing)
-
-        found = await asyncio.to_thread(where)
+        found = await self.endpoint.route(session.context.db, event.address)
         if isinstance(found, Refused):
             return Reply(found.code, found.status, found.reason)
         if isinstance(found, Bridge):
             return Reply(550, "5.3.3", "The envoi-en-Y bridge is not available on this node")
-        too_big = self._caps.refuse_declared(event.address, session.mail)
+        too_big = self.endpoint.caps.refuse_declared(event.address, session.mail)
         if too_big is not None:
             return too_big
         return Reply(250, "2.1.5", "Recipient OK")
@@ -268,7 +242,7 @@ class SubmissionPolicy:
         return b""
 
     async def on_message(self, session: Session, headers: Message, size: int) -> Reply | None:
-        too_big = self._caps.refuse_actual(session.recipients, size)
+        too_big = self.endpoint.caps.refuse_actual(session.recipients, size)
         if too_big is not None:
             return too_big
         addresses = [addr for _, addr in getaddresses(headers.get_all("From", [])) if addr]
