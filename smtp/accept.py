@@ -22,7 +22,14 @@ from mssante.db import Database
 from mssante.store import BlobRef, BlobStore, BlobWriter
 from smtp.queue import Envelope, enqueue
 
-__all__ = ["MAX_HEADER_BLOCK", "Spool", "commit_message", "header_end", "parse_headers"]
+__all__ = [
+    "MAX_HEADER_BLOCK",
+    "Spool",
+    "commit_message",
+    "drop_fields",
+    "header_end",
+    "parse_headers",
+]
 
 #: A header block larger than this is refused (552): no real message needs it.
 MAX_HEADER_BLOCK = 256 * 1024
@@ -34,6 +41,17 @@ def header_end(data: bytes | bytearray) -> int:
         return 2
     at = data.find(b"\r\n\r\n")
     return -1 if at < 0 else at + 4
+
+
+def drop_fields(block: bytes, drop: Callable[[bytes], bool]) -> bytes:
+    """The header block without the fields ``drop`` says yes to (continuations included)."""
+    fields: list[bytes] = []
+    for line in block.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return b"".join(f for f in fields if not drop(f))
 
 
 def parse_headers(block: bytes) -> Message:
@@ -79,12 +97,23 @@ class Spool:
         end = header_end(self.head)
         return parse_headers(bytes(self.head[: end if end >= 0 else len(self.head)]))
 
-    def start(self, prefix: Callable[[Message], bytes]) -> None:
-        """Open the blob: the trace headers ``prefix`` makes, then the held-back bytes."""
+    def start(
+        self, prefix: Callable[[Message], bytes], drop: Callable[[bytes], bool] | None = None
+    ) -> None:
+        """Open the blob: the trace headers ``prefix`` makes, then the held-back bytes.
+
+        ``drop`` names header fields (given whole, name included) to leave out,
+        e.g. an ``Authentication-Results`` forged with our own authserv-id.
+        """
         self.parsed = self.headers()
         writer = self.store.writer()
         writer.write(prefix(self.parsed))
-        writer.write(bytes(self.head))
+        held = bytes(self.head)
+        if drop is not None:
+            end = header_end(held)
+            end = len(held) if end < 0 else end
+            held = drop_fields(held[:end], drop) + held[end:]
+        writer.write(held)
         self.head.clear()
         self._writer = writer
 

@@ -30,6 +30,7 @@ class Endpoint:
     trust: TrustStore
     routing: RoutingContext
     caps: SizeCaps
+    hostname: str
     ciphers: str = ""
     _context: ssl.SSLContext | None = field(default=None, repr=False)
 

@@ -151,6 +151,14 @@ class MxPolicy:
     def trace_headers(self, session: Session, headers: Message, queue_id: str) -> bytes:
         return session.received_header(queue_id, with_auth=False)
 
+    def drop_field(self, field: bytes) -> bool:
+        """RFC 8601 §5: an Authentication-Results naming us arrived forged; it goes."""
+        name, _, value = field.partition(b":")
+        if name.strip().lower() != b"authentication-results":
+            return False
+        authserv = value.split(b";", 1)[0].strip().split(b" ", 1)[0].lower()
+        return authserv == self.endpoint.hostname.lower().encode("ascii", "replace")
+
     def wants_whole_message(self, headers: Message) -> bool:
         return self._dkim_verify and headers.get("DKIM-Signature") is not None
 

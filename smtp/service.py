@@ -124,7 +124,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
     )
 
     def endpoint() -> Endpoint:  # one per listener: each caches its own TLS context
-        return Endpoint(cert_file, key_file, trust, routing, caps, s.tls_ciphers)
+        return Endpoint(cert_file, key_file, trust, routing, caps, config.hostname, s.tls_ciphers)
 
     services: list[Service] = [runner]
     listeners = config.listeners

@@ -89,6 +89,10 @@ class Policy(Protocol):
 
     def trace_headers(self, session: Session, headers: Message, queue_id: str) -> bytes: ...
 
+    def drop_field(self, field: bytes) -> bool:
+        """Whether a header field of the incoming message must not be kept."""
+        ...
+
     def wants_whole_message(self, headers: Message) -> bool:
         """Hold the message in memory (bounded) to look at all of it before storing."""
         ...
@@ -288,7 +292,10 @@ class Session:
     def _start_blob(self, spool: Spool, extra: bytes = b"") -> None:
         queue_id = self.queue_id
         assert queue_id is not None
-        spool.start(lambda headers: extra + self.policy.trace_headers(self, headers, queue_id))
+        spool.start(
+            lambda headers: extra + self.policy.trace_headers(self, headers, queue_id),
+            self.policy.drop_field,
+        )
 
     async def _end_of_data(self, event: DataEnd) -> Reply:
         try:

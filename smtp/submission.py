@@ -232,6 +232,9 @@ class SubmissionPolicy:
             out += f"Date: {format_datetime(session.context.clock.now())}\r\n".encode()
         return out
 
+    def drop_field(self, field: bytes) -> bool:
+        return False
+
     def wants_whole_message(self, headers: Message) -> bool:
         return False
 

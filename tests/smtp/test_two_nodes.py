@@ -416,13 +416,15 @@ def test_dkim_signed_mail_gets_authentication_results(pair: Pair) -> None:
         b"Message-ID: <dkim.1@a.test>\r\n\r\nSigned body.\r\n"
     )
     signed = dkim.sign(body, key) + body
+    forged = b"Authentication-Results: mx.b.test; dkim=pass header.d=a.test\r\n"
     with _mx(pair, pair.a.data_dir / "pki" / "server") as smtp:
-        smtp.sendmail("alice@a.test", ["bob@b.test"], signed)
+        smtp.sendmail("alice@a.test", ["bob@b.test"], forged + signed)
     stored = pair.b.wait_inbox("bob@b.test", before + 1)[-1]
     # No DNS here: the key cannot be fetched, and the header says so.
-    assert b"Authentication-Results: mx.b.test;" in stored
+    assert stored.count(b"Authentication-Results: mx.b.test;") == 1
     assert b"dkim=temperror" in stored or b"dkim=permerror" in stored
-    assert stored.endswith(signed)  # the message itself is untouched
+    assert forged not in stored  # a result claiming to be ours, from outside, is dropped
+    assert stored.endswith(signed)  # the rest of the message is untouched
 
 
 def test_queue_commands_and_gauges_while_b_is_down(pair: Pair) -> None:
