@@ -115,14 +115,14 @@ class SubmissionPolicy:
         if isinstance(result, sasl.Challenge):
             conn.challenge(result.data)
             return
-        identity, refusal = await self._check(session, result)
-        if identity is None:
-            if isinstance(result, sasl.BearerCredentials) and refusal is FAILED:
+        identity = await self._check(session, result)
+        if isinstance(identity, Reply):
+            if isinstance(result, sasl.BearerCredentials) and identity is FAILED:
                 # RFC 7628 §3.2.2: send the error as a challenge, fail on the dummy reply.
                 conn.challenge(exchange.fail_challenge(sasl.bearer_error()).data)
                 return
             session.state.pop("sasl", None)
-            conn.respond(refusal)
+            conn.respond(identity)
             return
         session.state.pop("sasl", None)
         session.identity = identity
@@ -130,15 +130,13 @@ class SubmissionPolicy:
         session.log("authenticated", mechanism=exchange.mechanism)
         conn.respond(Reply(235, "2.7.0", "Authentication successful"))
 
-    async def _check(
-        self, session: Session, creds: sasl.Credentials
-    ) -> tuple[str, Reply] | tuple[None, Reply]:
-        """(identity, _) on success; (None, reply) on failure, after the throttle's pause."""
+    async def _check(self, session: Session, creds: sasl.Credentials) -> str | Reply:
+        """The mailbox the credentials open, or the refusal (after the throttle's pause)."""
         claim = self._claim(session, creds)
         verdict = self._throttle.check(claim.account, session.peer_ip)
         if not verdict.allowed:
             session.log("authentication refused", logging.WARNING, reason=verdict.reason)
-            return None, LOCKED
+            return LOCKED
         identity = await asyncio.to_thread(self._verify, session, creds)
         if identity is not None and claim.authzid is not None:
             identity = await asyncio.to_thread(_act_as, session, identity, claim.authzid)
@@ -147,9 +145,9 @@ class SubmissionPolicy:
             if verdict.delay_seconds:
                 await session.context.clock.sleep(verdict.delay_seconds)
             session.log("authentication failed", logging.WARNING, mechanism=type(creds).__name__)
-            return None, FAILED
+            return FAILED
         self._throttle.succeeded(claim.account, session.peer_ip)
-        return identity, FAILED
+        return identity
 
     def _claim(self, session: Session, creds: sasl.Credentials) -> _Claim:
         if isinstance(creds, sasl.PasswordCredentials):
