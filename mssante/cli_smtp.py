@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mssante.cli_annuaire import DirectoryCommandError, _audit, _transaction
+from mssante.cli_annuaire import DirectoryCommandError, _audit, _now, _transaction
 
 if TYPE_CHECKING:
     from mssante.cli import Commands
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- transport

@@ -238,6 +238,8 @@ class QueueRunner:
         """Append to INBOX and finish the row in one transaction; None when done."""
         now = self.clock.now()
         with self.db.transaction() as conn:
+            # Routed again inside the transaction that appends: a BAL removed since
+            # the batch was split must not receive the message.
             found = route(conn, work.recipient, self.routing)
             if isinstance(found, Refused):
                 return Outcome("permanent", found.status, found.reason, code=found.code)
