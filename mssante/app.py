@@ -23,6 +23,7 @@ from sqlalchemy import select
 from annuaire import api as annuaire_api
 from annuaire.monitor import WhitelistMonitor
 from mssante import http
+from mssante.authn import Authenticator
 from mssante.clock import Clock, SystemClock
 from mssante.config import CONFIG_NAME, Config, ConfigError
 from mssante.db import Database, SchemaOutOfDate
@@ -55,6 +56,8 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
+    #: The credential check submission and IMAP share (built by the first that needs it).
+    authenticator: Authenticator | None = None
     #: Set when shutdown begins, so long sessions can say goodbye (SMTP 421, IMAP BYE).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -11,6 +11,7 @@ from cryptography import x509
 
 from annuaire import RoutingContext, dn_from_x509, pair_matches
 from certs.formatting import format_name
+from mssante.authn import Authenticator
 from mssante.config import ListenerConfig
 from mssante.listener import TcpListener
 from mssante.lockout import FailureThrottle, ThrottleSettings
@@ -29,7 +30,36 @@ from smtp.submission import SubmissionPolicy
 if TYPE_CHECKING:
     from mssante.app import Runtime, Service
 
-__all__ = ["smtp_services"]
+__all__ = ["authenticator", "smtp_services"]
+
+
+def authenticator(runtime: Runtime) -> Authenticator:
+    """The node's one credential check, shared by submission and IMAP (and its throttle)."""
+    if runtime.authenticator is None:
+        s = runtime.config.smtp
+        tokens = None
+        if s.oauth_issuer:
+            tokens = TokenVerifier(
+                OAuthSettings(
+                    issuer=s.oauth_issuer,
+                    audience=s.oauth_audience,
+                    jwks_file=runtime.config.path(s.oauth_jwks_file) if s.oauth_jwks_file else None,
+                    jwks_url=s.oauth_jwks_url or None,
+                ),
+                runtime.clock,
+            )
+        throttle = FailureThrottle(
+            runtime.clock,
+            ThrottleSettings(
+                max_failures_account=s.auth_max_failures_account,
+                max_failures_client=s.auth_max_failures_client,
+                lockout_seconds=s.auth_lockout_seconds,
+            ),
+        )
+        runtime.authenticator = Authenticator(
+            runtime.db, runtime.clock, throttle, password_auth=s.password_auth, tokens=tokens
+        )
+    return runtime.authenticator
 
 
 def smtp_services(runtime: Runtime) -> list[Service]:
@@ -103,25 +133,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         stopping=runtime.stopping,
         wake_queue=runner.wake,
     )
-    tokens = None
-    if s.oauth_issuer:
-        tokens = TokenVerifier(
-            OAuthSettings(
-                issuer=s.oauth_issuer,
-                audience=s.oauth_audience,
-                jwks_file=config.path(s.oauth_jwks_file) if s.oauth_jwks_file else None,
-                jwks_url=s.oauth_jwks_url or None,
-            ),
-            runtime.clock,
-        )
-    throttle = FailureThrottle(
-        runtime.clock,
-        ThrottleSettings(
-            max_failures_account=s.auth_max_failures_account,
-            max_failures_client=s.auth_max_failures_client,
-            lockout_seconds=s.auth_lockout_seconds,
-        ),
-    )
+    auth = authenticator(runtime)
 
     def endpoint() -> Endpoint:  # one per listener: each caches its own TLS context
         return Endpoint(cert_file, key_file, trust, routing, caps, config.hostname, s.tls_ciphers)
@@ -139,9 +151,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
             endpoint(),
             name=name,
             implicit_tls=implicit,
-            throttle=throttle,
-            password_auth=s.password_auth,
-            tokens=tokens,
+            auth=auth,
         )
         services.append(_listener(name, listener, policy, context, runtime))
     return services

@@ -16,21 +16,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import ssl
-from dataclasses import dataclass
 from email.message import Message
 from email.utils import format_datetime, getaddresses
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from annuaire import Bal, Bridge, Refused, address_key, bals_for, may_open
-from annuaire import verify_password as check_password
-from annuaire.bal import certificate_fingerprint
+from annuaire import Bridge, Refused
 from mssante import sasl
-from mssante.lockout import FailureThrottle
-from mssante.oauth import TokenError, TokenVerifier
+from mssante.authn import Attempt, Authenticator, Refusal
 from smtp.endpoint import Endpoint
 from smtp.protocol import Auth, AuthResponse, MailFrom, RcptTo, Reply
 from smtp.session import Session
@@ -41,14 +34,6 @@ FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 LOCKED = Reply(454, "4.7.0", "Too many failed authentications; try again later")
 
 
-@dataclass(frozen=True)
-class _Claim:
-    """Who the client says it is, before we check it."""
-
-    account: str  # for the throttle
-    authzid: str | None
-
-
 class SubmissionPolicy:
     def __init__(
         self,
@@ -56,17 +41,13 @@ class SubmissionPolicy:
         *,
         name: str,
         implicit_tls: bool,
-        throttle: FailureThrottle,
-        password_auth: bool = True,
-        tokens: TokenVerifier | None = None,
+        auth: Authenticator,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
         self.implicit_tls = implicit_tls
         self.normalise_bare_lf = True  # mail clients mean CRLF when they send LF
-        self._throttle = throttle
-        self._password_auth = password_auth
-        self._tokens = tokens
+        self.auth = auth
 
     def server_context(self) -> ssl.SSLContext:
         """Client certificates are asked for (EXTERNAL), never required."""
@@ -85,9 +66,9 @@ class SubmissionPolicy:
         session.conn.auth_mechanisms = tuple(
             sasl.advertised(
                 tls=True,
-                password_enabled=self._password_auth,
+                password_enabled=self.auth.password_auth,
                 external_available=external,
-                oauth_enabled=self._tokens is not None,
+                oauth_enabled=self.auth.tokens is not None,
             )
         )
 
@@ -132,56 +113,19 @@ class SubmissionPolicy:
 
     async def _check(self, session: Session, creds: sasl.Credentials) -> str | Reply:
         """The mailbox the credentials open, or the refusal (after the throttle's pause)."""
-        claim = self._claim(session, creds)
-        verdict = self._throttle.check(claim.account, session.peer_ip)
-        if not verdict.allowed:
-            session.log("authentication refused", logging.WARNING, reason=verdict.reason)
+        attempt = Attempt(
+            creds,
+            session.peer_ip,
+            session.peer_cert,
+            external_allowed="EXTERNAL" in session.conn.auth_mechanisms,
+        )
+        outcome = await self.auth.authenticate(attempt, session.log)
+        if outcome is Refusal.LOCKED:
             return LOCKED
-        identity = await asyncio.to_thread(self._verify, session, creds)
-        if identity is not None and claim.authzid is not None:
-            identity = await asyncio.to_thread(_act_as, session, identity, claim.authzid)
-        if identity is None:
-            self._throttle.failed(claim.account, session.peer_ip)
-            if verdict.delay_seconds:
-                await session.context.clock.sleep(verdict.delay_seconds)
-            session.log("authentication failed", logging.WARNING, mechanism=type(creds).__name__)
+        if outcome is Refusal.FAILED:
             return FAILED
-        self._throttle.succeeded(claim.account, session.peer_ip)
-        return identity
-
-    def _claim(self, session: Session, creds: sasl.Credentials) -> _Claim:
-        if isinstance(creds, sasl.PasswordCredentials):
-            return _Claim(creds.authcid, creds.authzid)
-        if isinstance(creds, sasl.ExternalCredentials):
-            fingerprint = _fingerprint(session) if session.peer_cert else "none"
-            return _Claim(f"cert:{fingerprint}", creds.authzid)
-        return _Claim(f"bearer:{creds.user or '?'}", creds.user)
-
-    def _verify(self, session: Session, creds: sasl.Credentials) -> str | None:
-        db = session.context.db
-        if isinstance(creds, sasl.PasswordCredentials):
-            if not self._password_auth:
-                return None
-            with db.read() as conn:
-                if check_password(conn, creds.authcid, creds.password):
-                    return address_key(creds.authcid)
-            return None
-        if isinstance(creds, sasl.ExternalCredentials):
-            if session.peer_cert is None or "EXTERNAL" not in session.conn.auth_mechanisms:
-                return None
-            with db.read() as conn:
-                bound = bals_for(conn, "certificate", _fingerprint(session))
-            return _pick(bound, creds.authzid)
-        if self._tokens is None:
-            return None
-        try:
-            claims = self._tokens.verify(creds.token)
-        except TokenError as exc:
-            session.log("bearer token refused", logging.WARNING, reason=exc.reason)
-            return None
-        with db.read() as conn:
-            bound = bals_for(conn, "oauth", f"{claims.issuer} {claims.subject}")
-        return _pick(bound, creds.user)
+        assert isinstance(outcome, str)
+        return outcome
 
     # ------------------------------------------------------------------ envelope
 
@@ -200,15 +144,8 @@ class SubmissionPolicy:
         return Reply(250, "2.1.0", "Sender OK")
 
     def _owns(self, session: Session, address: str) -> bool:
-        identity = session.identity
-        assert identity is not None
-        try:
-            if address_key(address) == identity:
-                return True
-        except ValueError:
-            return False
-        with session.context.db.read() as conn:
-            return may_open(conn, address, identity)
+        assert session.identity is not None
+        return self.auth.owns(session.identity, address)
 
     async def on_rcpt(self, session: Session, event: RcptTo) -> Reply:
         found = await self.endpoint.route(session.context.db, event.address)
@@ -257,25 +194,3 @@ class SubmissionPolicy:
                     f"From: address not owned by the authenticated user {session.identity}",
                 )
         return None
-
-
-def _act_as(session: Session, identity: str, authzid: str) -> str | None:
-    """An authzid other than the login must be a mailbox the login may open."""
-    if address_key(authzid) == identity:
-        return identity
-    with session.context.db.read() as conn:
-        return address_key(authzid) if may_open(conn, authzid, identity) else None
-
-
-def _fingerprint(session: Session) -> str:
-    assert session.peer_cert is not None
-    return certificate_fingerprint(session.peer_cert.public_bytes(Encoding.DER))
-
-
-def _pick(bound: list[Bal], authzid: str | None) -> str | None:
-    """The BAL a certificate or token opens: the one asked for, or the only one."""
-    keys = [b.address_key for b in bound]
-    if authzid is not None:
-        key = address_key(authzid)
-        return key if key in keys else None
-    return keys[0] if len(keys) == 1 else None
