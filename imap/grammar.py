@@ -168,6 +168,8 @@ class NeedContinuation:
     (or answer with a tagged NO/BAD and call ``reject_literal``)."""
 
     size: int
+    #: The command's tag, to refuse the literal with ``tag NO [TOOBIG]`` (not compared).
+    tag: str | None = field(default=None, compare=False)
 
 
 @dataclass(eq=True)
@@ -302,7 +304,8 @@ class _Tokens:
             self.match(_BARE)
             if self.peek() != _LBRACKET:
                 break
-            self.section()
+            if not self.section():
+                self.pos += 1  # a lone "[" is an ordinary ATOM-CHAR (mailbox names)
         token = self.text[start : self.pos]
         if not token:
             raise _bad("unexpected character")
@@ -318,9 +321,13 @@ class _Tokens:
             return NIL
         return Atom(token.decode("ascii"))
 
-    def section(self) -> None:
-        """``[...]`` inside a bare token: any printable ASCII, brackets balanced."""
-        depth, limit = 0, self.limit()
+    def section(self) -> bool:
+        """Consume ``[...]`` inside a bare token (printable ASCII, brackets balanced).
+
+        False, consuming nothing, when the brackets do not close: the ``[`` is
+        then just a character of an atom (``select a[b`` names a mailbox).
+        """
+        depth, limit, start = 0, self.limit(), self.pos
         while self.pos < limit:
             c = self.text[self.pos]
             self.pos += 1
@@ -331,8 +338,9 @@ class _Tokens:
             elif c == 0x5D:
                 depth -= 1
                 if depth == 0:
-                    return
-        raise _bad("unbalanced [ in argument")
+                    return True
+        self.pos = start
+        return False
 
 
 def _parse_command(text: bytes, literals: list[tuple[int, Value]], limits: Limits) -> Command:
@@ -417,7 +425,7 @@ class CommandParser:
             if self._state is _State.LINE:
                 event = self._line()
             elif self._state is _State.CONTINUATION:
-                return NeedContinuation(self._lit_left)
+                return NeedContinuation(self._lit_left, _tag_of(self._text))
             elif self._state is _State.LITERAL:
                 event = self._literal()
             elif self._state is _State.SKIP_LITERAL:
@@ -521,7 +529,7 @@ class CommandParser:
             self._state = _State.LITERAL
             return None
         self._state = _State.CONTINUATION
-        return NeedContinuation(size)
+        return NeedContinuation(size, _tag_of(self._text))
 
     def _literal(self) -> Event | None:
         take = min(self._lit_left, len(self._buf))

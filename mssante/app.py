@@ -22,12 +22,15 @@ from sqlalchemy import select
 
 from annuaire import api as annuaire_api
 from annuaire.monitor import WhitelistMonitor
+from imap.service import imap_services
+from imap.session import SeenHook
 from mssante import http
 from mssante.authn import Authenticator
 from mssante.clock import Clock, SystemClock
 from mssante.config import CONFIG_NAME, Config, ConfigError
 from mssante.db import Database, SchemaOutOfDate
 from mssante.listener import TcpListener
+from mssante.mailbox_events import MailboxEvents
 from mssante.metrics import Metrics
 from mssante.schema import BLOB_REFERENCES
 from mssante.store import BlobStore, GCReport, load_key
@@ -58,6 +61,10 @@ class Runtime:
     ready: bool = False
     #: The credential check submission and IMAP share (built by the first that needs it).
     authenticator: Authenticator | None = None
+    #: "Mailbox N changed": wakes IDLE sessions (fed by local writers and PostgreSQL NOTIFY).
+    mailbox_events: MailboxEvents = field(default_factory=MailboxEvents)
+    #: Called when IMAP sets \\Seen on messages (the MSS-C read receipts hook in here).
+    seen_hooks: list[SeenHook] = field(default_factory=list)
     #: Set when shutdown begins, so long sessions can say goodbye (SMTP 421, IMAP BYE).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -135,7 +142,12 @@ def directory_services(runtime: Runtime) -> list[Service]:
 ServiceFactory = Callable[[Runtime], list[Service]]
 
 #: Every package's contribution to `serve`. SMTP and IMAP add theirs here.
-SERVICE_FACTORIES: list[ServiceFactory] = [directory_services, smtp_services, http_services]
+SERVICE_FACTORIES: list[ServiceFactory] = [
+    directory_services,
+    smtp_services,
+    imap_services,
+    http_services,
+]
 
 
 async def serve(runtime: Runtime, factories: list[ServiceFactory] | None = None) -> None:

@@ -374,6 +374,39 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class ImapConfig:
+    append_limit: int = field(
+        default=50 * 1024 * 1024,
+        metadata=_doc(
+            "Largest message APPEND accepts, in bytes (advertised as APPENDLIMIT).", _positive
+        ),
+    )
+    quota_bytes: int = field(
+        default=5 * 1024**3,
+        metadata=_doc(
+            "Storage per mailbox owner (all its folders), in bytes; APPEND and COPY beyond it "
+            "get `NO [OVERQUOTA]`.",
+            _positive,
+        ),
+    )
+    idle_timeout_seconds: float = field(
+        default=30 * 60.0,
+        metadata=_doc(
+            "A logged-in client silent this long is logged out (RFC 9051 asks for 30 minutes "
+            "at least).",
+            _positive,
+        ),
+    )
+    idle_poll_seconds: float = field(
+        default=30.0,
+        metadata=_doc(
+            "How often an IDLE session re-reads its mailbox even without a change notification.",
+            _positive,
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     shutdown_grace_seconds: float = field(
         default=10.0,
@@ -404,6 +437,7 @@ class Config:
     listeners: ListenersConfig = field(default_factory=ListenersConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    imap: ImapConfig = field(default_factory=ImapConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     data_dir: Path = field(default=Path("."), metadata={"internal": True})

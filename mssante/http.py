@@ -15,6 +15,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from mssante import autoconfig
+from mssante.config import Config
 from mssante.listener import ConnectionHandler
 
 log = logging.getLogger("mssante.http")
@@ -93,6 +95,16 @@ def builtin_routes(is_ready: Callable[[], bool], metrics: Callable[[], str]) -> 
         return Response(200, metrics().encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
 
     return {"/healthz": healthz, "/metrics": render_metrics}
+
+
+def autoconfig_routes(config: Config) -> dict[str, Route]:
+    """Mail client autoconfiguration; the ``emailaddress`` parameter changes nothing."""
+    body = autoconfig.client_config(config)
+
+    async def client_config(_: dict[str, str]) -> Response:
+        return Response(200, body, "application/xml")
+
+    return dict.fromkeys(autoconfig.PATHS, client_config)
 
 
 async def respond(request: Request, routes: dict[str, Route]) -> Response:

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from mssante.schema import counters, mailbox_messages, mailboxes
+from mssante.mailbox_events import CHANNEL
+from mssante.schema import counters, mailbox_messages, mailboxes, subscriptions
 from mssante.store import BlobRef
 
 #: Mailboxes every BAL starts with, and their RFC 6154 special-use attribute.
@@ -32,7 +33,11 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("Drafts", "\\Drafts"),
     ("Trash", "\\Trash"),
     ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
 )
+
+#: System flags (RFC 9051 §2.3.2); any other flag is a keyword.
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
 
 
 class MailboxNotFound(LookupError):
@@ -52,7 +57,8 @@ class Mailbox:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    subscribed: bool
+    recent_uid: int
+    keywords: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,8 @@ def _mailbox(row: Any) -> Mailbox:
         uidvalidity=row.uidvalidity,
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
-        subscribed=row.subscribed,
+        recent_uid=row.recent_uid,
+        keywords=frozenset(row.keywords.split()),
     )
 
 
@@ -125,14 +132,15 @@ def create_mailbox(
                 uidvalidity=uidvalidity,
                 uidnext=1,
                 highestmodseq=1,
-                subscribed=True,
                 created_at=now,
+                recent_uid=1,
+                keywords="",
             )
             .returning(mailboxes.c.id)
         ).scalar_one()
     except IntegrityError:
         raise MailboxExists(f"mailbox {name!r} already exists") from None
-    return Mailbox(row_id, owner, name, special_use, uidvalidity, 1, 1, True)
+    return Mailbox(row_id, owner, name, special_use, uidvalidity, 1, 1, 1, frozenset())
 
 
 def _next_uidvalidity(conn: Connection, now: datetime) -> int:
@@ -151,14 +159,60 @@ def _next_uidvalidity(conn: Connection, now: datetime) -> int:
 
 
 def ensure_default_mailboxes(conn: Connection, owner: str, *, now: datetime) -> list[Mailbox]:
-    """Create INBOX and the special-use mailboxes of a BAL where missing."""
+    """Create (and subscribe) INBOX and the special-use mailboxes of a BAL where missing."""
     result = []
     for name, special_use in DEFAULT_MAILBOXES:
         existing = get_mailbox(conn, owner, name)
-        result.append(
-            existing or create_mailbox(conn, owner, name, now=now, special_use=special_use)
-        )
+        if existing is None:
+            existing = create_mailbox(conn, owner, name, now=now, special_use=special_use)
+            subscribe(conn, owner, name)
+        result.append(existing)
     return result
+
+
+def subscribe(conn: Connection, owner: str, name: str) -> None:
+    name = normalise_name(name)
+    if (
+        conn.execute(
+            select(subscriptions.c.name).where(
+                subscriptions.c.owner == owner, subscriptions.c.name == name
+            )
+        ).first()
+        is None
+    ):
+        conn.execute(insert(subscriptions).values(owner=owner, name=name))
+
+
+def unsubscribe(conn: Connection, owner: str, name: str) -> bool:
+    """Remove a subscription; False when there was none."""
+    result = conn.execute(
+        delete(subscriptions).where(
+            subscriptions.c.owner == owner, subscriptions.c.name == normalise_name(name)
+        )
+    )
+    return bool(result.rowcount)
+
+
+def subscribed_names(conn: Connection, owner: str) -> set[str]:
+    return set(
+        conn.execute(select(subscriptions.c.name).where(subscriptions.c.owner == owner)).scalars()
+    )
+
+
+def add_keywords(conn: Connection, mailbox_id: int, flags: Iterable[str]) -> None:
+    """Remember keywords first used in a mailbox, so FLAGS lists them (RFC 9051 §7.3.5)."""
+    new = {f for f in flags if f not in SYSTEM_FLAGS and f != "\\Recent"}
+    if not new:
+        return
+    known = conn.execute(select(mailboxes.c.keywords).where(mailboxes.c.id == mailbox_id)).scalar()
+    have = set((known or "").split())
+    if new <= have:
+        return
+    conn.execute(
+        update(mailboxes)
+        .where(mailboxes.c.id == mailbox_id)
+        .values(keywords=_flags_text(have | new))
+    )
 
 
 def get_mailbox(conn: Connection, owner: str, name: str) -> Mailbox | None:
@@ -195,6 +249,8 @@ def append(
         existing = _by_delivery_key(conn, delivery_key)
         if existing is not None:
             return existing
+    add_keywords(conn, mailbox.id, flags)
+    announce(conn, mailbox.id)
     uid, modseq = conn.execute(
         update(mailboxes)
         .where(mailboxes.c.id == mailbox.id)
@@ -241,6 +297,19 @@ def append(
     )
 
 
+def announce(conn: Connection, mailbox_id: int) -> None:
+    """Tell other nodes, when this transaction commits, that the mailbox changed.
+
+    PostgreSQL queues the NOTIFY with the transaction; SQLite has one node, whose
+    writers publish on :class:`mssante.mailbox_events.MailboxEvents` themselves.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": str(mailbox_id)},
+        )
+
+
 def _by_delivery_key(conn: Connection, delivery_key: str) -> MessageEntry | None:
     row = conn.execute(
         select(mailbox_messages).where(mailbox_messages.c.delivery_key == delivery_key)
@@ -269,6 +338,8 @@ def set_flags(conn: Connection, mailbox: Mailbox, uid: int, flags: Iterable[str]
     flags_text = _flags_text(flags)
     if flags_text == row.flags:
         return _entry(row)
+    add_keywords(conn, mailbox.id, flags)
+    announce(conn, mailbox.id)
     modseq = conn.execute(
         update(mailboxes)
         .where(mailboxes.c.id == mailbox.id)

@@ -71,9 +71,21 @@ mailboxes = Table(
     Column("uidvalidity", BigInteger, nullable=False),
     Column("uidnext", BigInteger, nullable=False),
     Column("highestmodseq", BigInteger, nullable=False),
-    Column("subscribed", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # First UID no read-write session has seen yet: \Recent (RFC 3501) is
+    # handed to exactly one session by moving this mark.
+    Column("recent_uid", BigInteger, nullable=False, server_default="1"),
+    # Every keyword ever set in the mailbox (space-separated), for FLAGS.
+    Column("keywords", Text, nullable=False, server_default=""),
     UniqueConstraint("owner", "name"),
+)
+
+#: Subscriptions are names, not mailboxes: RFC 3501 lets one outlive its mailbox.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("owner", String(320), primary_key=True),
+    Column("name", String(1024), primary_key=True),
 )
 
 mailbox_messages = Table(
@@ -95,9 +107,27 @@ mailbox_messages = Table(
     # (message, recipient) key that makes local delivery idempotent; NULL for
     # IMAP APPEND and other deliveries that have no queue identity.
     Column("delivery_key", String(255), nullable=True, unique=True),
+    # The parsed MIME structure as JSON (imap.mime.Part), filled on first use:
+    # ENVELOPE and BODYSTRUCTURE never re-read the message once it is there.
+    Column("structure", Text, nullable=True),
     UniqueConstraint("mailbox_id", "uid"),
     Index(None, "mailbox_id", "modseq"),
     Index(None, "blob_sha256"),
+)
+
+#: UIDs expunged, with the MODSEQ of the expunge: QRESYNC's VANISHED (RFC 7162).
+mailbox_expunges = Table(
+    "mailbox_expunges",
+    metadata,
+    Column(
+        "mailbox_id",
+        Integer,
+        ForeignKey("mailboxes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("uid", BigInteger, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+    Index(None, "mailbox_id", "modseq"),
 )
 
 audit_log = Table(

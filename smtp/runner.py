@@ -110,6 +110,7 @@ class QueueRunner:
         settings: RunnerSettings,
         deliver_remote: Deliver,
         rng: random.Random | None = None,
+        on_appended: Callable[[int], None] | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -117,6 +118,8 @@ class QueueRunner:
         self.routing = routing
         self.settings = settings
         self.deliver_remote = deliver_remote
+        #: Told the mailbox id after a local delivery commits (wakes IDLE sessions).
+        self.on_appended = on_appended
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._wake = asyncio.Event()
@@ -257,6 +260,7 @@ class QueueRunner:
             mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
             inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
             assert inbox is not None
+            appended_to = inbox.id
             index.append(
                 conn,
                 inbox,
@@ -268,6 +272,8 @@ class QueueRunner:
             if not finish(conn, work, owner=self.owner):
                 conn.rollback()  # another node owns the row now; it will deliver (idempotently)
                 return None
+        if self.on_appended is not None:
+            self.on_appended(appended_to)
         self._outcomes.inc(kind="delivered")
         log.info(
             "delivered",

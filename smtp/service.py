@@ -112,6 +112,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
             parallel=q.parallel,
         ),
         deliver_remote=client.deliver,
+        on_appended=runtime.mailbox_events.publish,
     )
     s = config.smtp
     limits = Limits(

@@ -15,7 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from annuaire.identifiers import luhn_key
 from mssante.datadir import DEMO_PORTS
+
+
+def rpps(n: int) -> str:
+    """A valid RPPS number (Luhn key included) for test BALs."""
+    body = f"10{n:08d}"
+    return body + str(luhn_key(body))
 
 
 def mssante(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -31,8 +31,10 @@ def test_default_mailboxes_with_special_use(db):
         "Drafts": "\\Drafts",
         "Trash": "\\Trash",
         "Junk": "\\Junk",
+        "Archive": "\\Archive",
     }
     with db.read() as conn:
+        assert index.subscribed_names(conn, OWNER) == set(listed), "the defaults are subscribed"
         assert index.get_mailbox(conn, OWNER, "inbox") == index.get_mailbox(conn, OWNER, "INBOX")
         assert index.list_mailboxes(conn, "someone.else@demo.mssante.test") == []
 

@@ -15,20 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from annuaire.identifiers import luhn_key
 from mssante import config as cfg
 from mssante import index
 from mssante.app import Runtime
 from mssante.datadir import DEMO_PORTS
 
-from nodes import Node, free_port_offset, mssante
+from nodes import Node, free_port_offset, mssante, rpps
 
 PASSWORD = "correct horse battery staple"
-
-
-def rpps(n: int) -> str:
-    body = f"10{n:08d}"
-    return body + str(luhn_key(body))
 
 
 @dataclass

@@ -24,8 +24,8 @@ import pytest
 
 from mssante import config as cfg
 
-from nodes import free_port_offset, mssante
-from operators import PASSWORD, Peer, rpps
+from nodes import free_port_offset, mssante, rpps
+from operators import PASSWORD, Peer
 
 pytestmark = pytest.mark.slow
 

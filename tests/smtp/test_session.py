@@ -19,8 +19,8 @@ from mssante.clock import FakeClock
 from mssante.listener import TcpListener
 from smtp.service import smtp_services
 
-from nodes import free_port_offset, mssante
-from operators import PASSWORD, rpps
+from nodes import free_port_offset, mssante, rpps
+from operators import PASSWORD
 
 
 @dataclass

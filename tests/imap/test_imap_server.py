@@ -1,0 +1,273 @@
+# covers: TS-4
+"""The IMAP server over real TCP and TLS with Python's imaplib: states, commands, errors."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mssante import audit
+
+from harness import DOMAIN, PASSWORD, ImapNode, start_node
+
+MESSAGE = (
+    b"From: Dr Martin <martin@hopital.test>\r\n"
+    b"To: Patient <p@demo.mssante.test>\r\n"
+    b"Subject: compte rendu\r\n"
+    b"Date: Mon, 23 Nov 2026 10:00:00 +0100\r\n"
+    b"Message-ID: <cr-1@hopital.test>\r\n"
+    b"\r\n"
+    b"Bonjour,\r\nvoici le compte rendu.\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImapNode]:
+    work: Path = tmp_path_factory.mktemp("imap")
+    node = start_node(work, extra_config="[imap]\nquota_bytes = 200000\n")
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def ok(result: tuple[str, list]) -> list:
+    typ, data = result
+    assert typ == "OK", data
+    return data
+
+
+def raw_exchange(port: int, lines: list[bytes], context: ssl.SSLContext | None = None) -> bytes:
+    """Send lines (on implicit TLS with a context); everything the server said.
+
+    imaplib refuses to send a command in a state it thinks wrong, so the
+    server's own state checks are reached with raw lines.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        s = context.wrap_socket(plain) if context is not None else plain
+        out = s.recv(4096)
+        for line in lines:
+            s.sendall(line)
+            out += _read_until_tagged(s, line.split(b" ", 1)[0])
+        return out
+
+
+def _read_until_tagged(s: socket.socket, tag: bytes) -> bytes:
+    data = b""
+    while not re.search(rb"(^|\r\n)" + re.escape(tag) + rb" (OK|NO|BAD)[^\r\n]*\r\n", data):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# ------------------------------------------------------------------ TLS and login
+
+
+def test_plaintext_port_offers_starttls_and_refuses_login(node: ImapNode) -> None:
+    out = raw_exchange(node.ports["imap"], [b"a CAPABILITY\r\n", b"b LOGIN x y\r\n"])
+    assert b"STARTTLS" in out and b"LOGINDISABLED" in out
+    assert b"AUTH=PLAIN" not in out, "no mechanism is offered before TLS"
+    assert re.search(rb"b NO \[PRIVACYREQUIRED\]", out)
+
+
+def test_starttls_then_login_then_logout(node: ImapNode) -> None:
+    user = node.new_user()
+    client = node.connect()
+    caps = ok(client.capability())[0].decode()
+    assert "LOGINDISABLED" not in caps and "AUTH=PLAIN" in caps
+    ok(client.login(user, PASSWORD))
+    caps = ok(client.capability())[0].decode()
+    for needed in ("IDLE", "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "SPECIAL-USE", "QUOTA"):
+        assert needed in caps.split(), needed
+    assert client.logout()[0] == "BYE"
+
+
+def test_implicit_tls_and_wrong_password(node: ImapNode) -> None:
+    user = node.new_user()
+    client = node.connect(tls="implicit")
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login(user, "wrong")
+    ok(client.login(user, PASSWORD))
+    client.logout()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_tls_is_1_2_or_better(node: ImapNode) -> None:
+    ctx = node.context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=ctx, timeout=10)
+
+
+def test_authenticate_plain_with_initial_response(node: ImapNode) -> None:
+    user = node.new_user()
+    client = node.connect()
+    typ, _ = client.authenticate("PLAIN", lambda _: f"\0{user}\0{PASSWORD}".encode())
+    assert typ == "OK"
+    assert client.state == "AUTH"
+    client.logout()
+
+
+def test_wrong_state_and_bad_syntax(node: ImapNode) -> None:
+    user = node.new_user()
+    out = raw_exchange(
+        node.ports["imaps"],
+        [
+            b"a SELECT INBOX\r\n",
+            f'b LOGIN "{user}" "{PASSWORD}"\r\n'.encode(),
+            b"c FETCH 1 FLAGS\r\n",
+            b"d FROBNICATE\r\n",
+            b"e SELECT (unbalanced\r\n",
+            b"f SELECT Nope\r\n",
+            b"g LOGIN again please\r\n",
+        ],
+        node.context(),
+    )
+    assert re.search(rb"\r\na BAD [^\r]*[Ll]og in first", out)
+    assert re.search(rb"\r\nb OK ", out)
+    assert re.search(rb"\r\nc BAD [^\r]*[Nn]o mailbox selected", out)
+    assert re.search(rb"\r\nd BAD [^\r]*[Uu]nknown command", out)
+    assert re.search(rb"\r\ne BAD ", out)
+    assert re.search(rb"\r\nf NO \[NONEXISTENT\]", out)
+    assert re.search(rb"\r\ng BAD [^\r]*[Aa]lready authenticated", out)
+
+
+# ------------------------------------------------------------------ mailboxes
+
+
+def test_default_mailboxes_with_special_use(node: ImapNode) -> None:
+    client = node.login(node.new_user())
+    listed = b"\n".join(ok(client.list()))
+    for name, use in (
+        (b"Sent", b"\\Sent"),
+        (b"Drafts", b"\\Drafts"),
+        (b"Trash", b"\\Trash"),
+        (b"Junk", b"\\Junk"),
+        (b"Archive", b"\\Archive"),
+    ):
+        assert re.search(rb"\([^)]*" + re.escape(use) + rb"[^)]*\) \"/\" \"?" + name, listed), name
+    assert b"INBOX" in listed
+    subscribed = b"\n".join(ok(client.lsub()))
+    assert b"Archive" in subscribed
+    client.logout()
+
+
+def test_create_rename_delete_and_hierarchy(node: ImapNode) -> None:
+    client = node.login(node.new_user())
+    ok(client.create("Dossiers/2026"))
+    listed = b"\n".join(ok(client.list('""', "Dossiers*")))
+    assert b"\\HasChildren" in listed and b"Dossiers/2026" in listed
+    typ, data = client.create("Dossiers")
+    assert typ == "NO" and b"ALREADYEXISTS" in data[0]
+    ok(client.rename("Dossiers/2026", '"Dossiers/Archive 2026"'))
+    typ, data = client.delete("Dossiers")
+    assert typ == "NO", "a mailbox with children is not deleted"
+    ok(client.delete('"Dossiers/Archive 2026"'))
+    ok(client.delete("Dossiers"))
+    typ, data = client.delete("Dossiers")
+    assert typ == "NO" and b"NONEXISTENT" in data[0]
+    client.logout()
+
+
+def test_utf7_names_round_trip(node: ImapNode) -> None:
+    client = node.login(node.new_user())
+    ok(client.create("&AMk-t&AOk-"))  # "Été"
+    listed = b"\n".join(ok(client.list('""', "*")))
+    assert b"&AMk-t&AOk-" in listed
+    typ, _ = client.create("bad&name")
+    assert typ == "NO"
+    client.logout()
+
+
+# ------------------------------------------------------------------ messages
+
+
+def test_append_fetch_store_search_expunge(node: ImapNode) -> None:
+    user = node.new_user()
+    client = node.login(user)
+    typ, data = client.append("INBOX", r"(\Flagged)", None, MESSAGE)
+    assert typ == "OK" and b"APPENDUID" in data[0]
+    ok(client.select("INBOX"))
+    data = ok(client.fetch("1", "(FLAGS RFC822.SIZE ENVELOPE)"))
+    head = data[0] if isinstance(data[0], bytes) else data[0][0]
+    assert b"\\Flagged" in head and f"RFC822.SIZE {len(MESSAGE)}".encode() in head
+    assert b'"compte rendu"' in head and b'"martin" "hopital.test"' in head
+    body = ok(client.fetch("1", "(BODY.PEEK[TEXT])"))[0][1]
+    assert body == b"Bonjour,\r\nvoici le compte rendu.\r\n"
+    flags = ok(client.fetch("1", "FLAGS"))[0]
+    assert b"\\Seen" not in flags, "PEEK leaves the message unread"
+    ok(client.fetch("1", "(BODY[])"))
+    assert b"\\Seen" in ok(client.fetch("1", "FLAGS"))[0]
+    assert ok(client.search(None, "FROM", "martin"))[0] == b"1"
+    assert ok(client.search(None, "UNSEEN"))[0] == b""
+    ok(client.store("1", "+FLAGS", r"(\Deleted)"))
+    data = ok(client.expunge())
+    assert data[0] == b"1"
+    assert ok(client.search(None, "ALL"))[0] == b""
+    client.logout()
+
+
+def test_copy_and_move_answer_copyuid(node: ImapNode) -> None:
+    user = node.new_user()
+    for _ in range(3):
+        node.deliver(user, MESSAGE)
+    client = node.login(user)
+    ok(client.select("INBOX"))
+    typ, data = client.copy("1:2", "Archive")
+    assert typ == "OK" and re.search(rb"COPYUID \d+ 1:2 1:2", data[0]), data
+    typ, data = client.uid("MOVE", "3", "Trash")
+    assert typ == "OK", data
+    assert ok(client.search(None, "ALL"))[0] == b"1 2"
+    ok(client.select("Trash"))
+    assert ok(client.search(None, "ALL"))[0] == b"1"
+    client.logout()
+
+
+def test_out_of_range_is_bad(node: ImapNode) -> None:
+    user = node.new_user()
+    node.deliver(user, MESSAGE)
+    client = node.login(user)
+    ok(client.select("INBOX"))
+    with pytest.raises(imaplib.IMAP4.error, match=r"(?i)invalid message set"):
+        client.fetch("5", "FLAGS")
+    client.logout()
+
+
+def test_over_quota_append_is_refused(node: ImapNode) -> None:
+    client = node.login(node.new_user())
+    big = MESSAGE + b"x" * 150_000 + b"\r\n"
+    ok(client.append("INBOX", None, None, big))
+    typ, data = client.append("INBOX", None, None, big)
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    root = ok(client.getquotaroot("INBOX"))
+    assert b"STORAGE" in b" ".join(x for x in root[1] if isinstance(x, bytes))
+    client.logout()
+
+
+def test_delegated_login_to_an_org_mailbox_is_audited(node: ImapNode) -> None:
+    member = node.new_user("member")
+    org = node.new_user("secretariat", bal_type="ORG")
+    node.add_member(org, member)
+    node.deliver(org, MESSAGE)
+    client = node.connect()
+    ok(client.login(f"{member}*{org}", PASSWORD))
+    ok(client.select("INBOX"))
+    assert ok(client.search(None, "ALL"))[0] == b"1"
+    client.logout()
+    outsider = node.new_user("outsider")
+    client = node.connect()
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login(f"{outsider}*{org}", PASSWORD)
+    with node.runtime.db.read() as conn:
+        entries = audit.query(conn, action="imap.login", target=org.lower())
+    assert [e.actor for e in entries] == [member.lower()]
+    assert DOMAIN in org
