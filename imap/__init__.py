@@ -12,6 +12,7 @@ the response serializer.
 from imap.grammar import (
     NEED_DATA,
     NIL,
+    Adjacent,
     Atom,
     Command,
     CommandParser,
@@ -31,6 +32,7 @@ from imap.grammar import (
     Tagged,
     Untagged,
     Value,
+    adjacent,
     as_astring,
     as_sequence_set,
     encode_value,
@@ -41,6 +43,7 @@ from imap.grammar import (
 __all__ = [
     "NEED_DATA",
     "NIL",
+    "Adjacent",
     "Atom",
     "Command",
     "CommandParser",
@@ -60,6 +63,7 @@ __all__ = [
     "Tagged",
     "Untagged",
     "Value",
+    "adjacent",
     "as_astring",
     "as_sequence_set",
     "encode_value",

@@ -27,12 +27,14 @@ from __future__ import annotations
 import enum
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Literal
 
 __all__ = [
     "NEED_DATA",
     "NIL",
+    "Adjacent",
     "Atom",
     "Command",
     "CommandParser",
@@ -52,6 +54,7 @@ __all__ = [
     "Tagged",
     "Untagged",
     "Value",
+    "adjacent",
     "as_astring",
     "as_sequence_set",
     "encode_value",
@@ -119,6 +122,25 @@ class ListValue:
 
 
 @dataclass(frozen=True, slots=True)
+class Adjacent:
+    """Two or more lists written with no space between them (response side only).
+
+    RFC 3501 writes the addresses of an address list and the bodies of a
+    multipart BODYSTRUCTURE back to back: ``((…)(…))``, ``((…)(…) "mixed")``.
+    Use :func:`adjacent` to build one.
+    """
+
+    items: tuple[ListValue, ...]
+
+
+def adjacent(items: Sequence[ListValue]) -> Value:
+    """The items back to back: the list itself when there is only one."""
+    if len(items) == 1:
+        return items[0]
+    return Adjacent(tuple(items))
+
+
+@dataclass(frozen=True, slots=True)
 class SequenceSet:
     """Ranges as written (``None`` is ``*``; ``n`` is ``(n, n)``); ``saved`` is ``$`` (RFC 5182)."""
 
@@ -135,7 +157,7 @@ class LiteralFile:
     binary: bool = False
 
 
-Value = Atom | String | Number | Nil | ListValue | SequenceSet | LiteralFile
+Value = Atom | String | Number | Nil | ListValue | Adjacent | SequenceSet | LiteralFile
 
 
 # --- parser events ------------------------------------------------------------------
@@ -212,13 +234,20 @@ class _Tokens:
     """Recursive descent over a command's text, literals sitting at recorded offsets."""
 
     def __init__(
-        self, text: bytes, literals: list[tuple[int, Value]], max_depth: int, pos: int = 0
+        self,
+        text: bytes,
+        literals: list[tuple[int, Value]],
+        max_depth: int,
+        pos: int = 0,
+        *,
+        responses: bool = False,
     ) -> None:
         self.text = text
         self.literals = literals
         self.max_depth = max_depth
         self.pos = pos
         self.li = 0
+        self.responses = responses  # server output: lists may follow each other unspaced
 
     def limit(self) -> int:
         """Text may be scanned up to the next literal, never across it."""
@@ -292,7 +321,13 @@ class _Tokens:
             self.pos += 1
             return ListValue(())
         while True:
-            items.append(self.value(depth + 1))
+            item = self.value(depth + 1)
+            if self.responses and isinstance(item, ListValue) and self.peek() == _LPAREN:
+                run = [item]
+                while self.peek() == _LPAREN:
+                    run.append(self.list(depth + 1))
+                item = Adjacent(tuple(run))
+            items.append(item)
             if self.peek() == _RPAREN:
                 self.pos += 1
                 return ListValue(tuple(items))
@@ -330,6 +365,10 @@ class _Tokens:
         depth, limit, start = 0, self.limit(), self.pos
         while self.pos < limit:
             c = self.text[self.pos]
+            if c == _DQUOTE:  # a quoted header name may hold brackets
+                m = _QUOTED.match(self.text, self.pos, limit)
+                self.pos = m.end() if m is not None else self.pos + 1
+                continue
             self.pos += 1
             if c < 0x20 or c > 0x7E:
                 break
@@ -693,6 +732,8 @@ def serialize(response: Response) -> bytes:
             if "]" in response.code:
                 raise ValueError("']' in a response code")
             head += b" [" + _text(response.code) + b"]"
+        if response.code is None and response.text.startswith("["):
+            raise ValueError("text opening with '[' would read as a response code")
         return head + (b" " + _text(response.text) if response.text else b"") + b"\r\n"
     if isinstance(response, Continuation):
         return b"+ " + _text(response.text) + b"\r\n" if response.text else b"+\r\n"
@@ -731,6 +772,8 @@ def encode_value(value: Value, *, nonsync: bool = False) -> bytes:
         return b"NIL"
     if isinstance(value, ListValue):
         return b"(" + b" ".join(encode_value(v, nonsync=nonsync) for v in value.items) + b")"
+    if isinstance(value, Adjacent):
+        return b"".join(encode_value(v, nonsync=nonsync) for v in value.items)
     if isinstance(value, SequenceSet):
         if value.saved:
             return b"$"
@@ -780,7 +823,8 @@ def parse_response_line(data: bytes) -> Response:
     if line == b"+" or line.startswith(b"+ "):
         return Continuation(line[2:].decode("utf-8", "replace"))
     if line.startswith(b"* "):
-        return Untagged(_Tokens(line, literals, Limits().max_depth, pos=1).args())
+        tokens = _Tokens(line, literals, Limits().max_depth, pos=1, responses=True)
+        return Untagged(tokens.args())
     m = re.match(rb"([^ ]+) (OK|NO|BAD)(?: \[([^\]]*)\])?(?: (.*))?\Z", line, re.DOTALL)
     if m is None:
         raise _bad("bad response line")

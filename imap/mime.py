@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from imap.grammar import NIL, ListValue, Number, ParseError, String, Value
+from imap.grammar import NIL, ListValue, Number, ParseError, String, Value, adjacent
 
 __all__ = [
     "MAX_ADDRESSES",
@@ -961,7 +961,7 @@ def envelope(part: Part) -> ListValue:
 def _address_list(addresses: Addresses | None) -> Value:
     if addresses is None:
         return NIL
-    return ListValue(tuple(ListValue(tuple(map(_nstring, a))) for a in addresses))
+    return ListValue((adjacent([ListValue(tuple(map(_nstring, a))) for a in addresses]),))
 
 
 def body_structure(part: Part, extensible: bool = True) -> ListValue:
@@ -972,9 +972,8 @@ def body_structure(part: Part, extensible: bool = True) -> ListValue:
 
 
 def _multipart(part: Part, extensible: bool) -> Iterator[Value]:
-    if part.children:
-        for child in part.children:
-            yield body_structure(child, extensible)
+    if part.children:  # the bodies back to back, no space (RFC 3501 body-type-mpart)
+        yield adjacent([body_structure(child, extensible) for child in part.children])
     else:  # a multipart needs one body: Dovecot writes an empty text/plain
         yield body_structure(Part(0, 0, 0), extensible)
     yield String(part.subtype.encode("latin-1"))

@@ -120,6 +120,7 @@ def http_services(runtime: Runtime) -> list[Service]:
     routes = {
         **http.builtin_routes(lambda: runtime.ready, runtime.metrics.render),
         "/annuaire/search": annuaire_api.search_route(runtime.db),
+        **http.autoconfig_routes(runtime.config),
     }
     handler = http.make_handler(routes)
     return [

@@ -53,9 +53,10 @@ _BARE_CHARS = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '(){"['
 # A tag is an ASTRING-CHAR run without "+"; a command name is an ATOM-CHAR run.
 _TAG_CHARS = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '(){%*"\\+')
 _NAME_CHARS = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '(){%*"\\]')
-# Inside a section any printable ASCII goes, brackets balanced. Quoted strings
-# holding a bracket are left out: see test_bracket_inside_a_quoted_section_name.
-_SECTION_CHARS = "".join(c for c in map(chr, range(0x20, 0x7F)) if c not in "[]")
+# Inside a section any printable ASCII goes, brackets balanced. A double quote
+# opens a quoted string there (header names are astrings), so lone quotes are
+# left out: see test_bracket_inside_a_quoted_section_name.
+_SECTION_CHARS = "".join(c for c in map(chr, range(0x20, 0x7F)) if c not in '[]"')
 
 sections: st.SearchStrategy[str] = st.recursive(
     st.text(_SECTION_CHARS, max_size=10),
@@ -176,7 +177,7 @@ def literal_sizes(value: Value) -> Iterator[int]:
 # --- driving the parser -------------------------------------------------------------
 
 
-MAX_EVENTS = 100_000  # far above what the bytes any test feeds can produce
+MAX_EVENTS = 10_000  # far above what the bytes any test feeds can produce
 
 
 def drive(parser: CommandParser, chunks: Iterable[bytes], answers: Iterator[bool]) -> list[Event]:
@@ -336,7 +337,7 @@ def assert_recovers(parser: CommandParser, stream: bytes) -> None:
     lines outnumber that (plus a CRLF the literal may have cut in two).
     """
     pending = max((int(n) for n in re.findall(rb"\{([0-9]+)\+?\}", stream)), default=0)
-    assume(pending <= 20_000)
+    assume(pending <= 8_000)
     drive(parser, [b"\r\n" * (pending // 2 + 2)], iter(()))
     assert drive(parser, [b"Z9 NOOP\r\n"], iter(())) == [Command("Z9", "NOOP", ())]
     parser.close()
@@ -380,11 +381,6 @@ def test_a_command_after_garbage_and_crlf_is_parsed(
 # --- known deviations (the lead decides; each turns XPASS once fixed) --------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a section bracket counter ignores quoting: a header name holding ']' or '[' "
-    "(an astring, RFC 3501 header-fld-name) makes the command BAD",
-)
 @pytest.mark.parametrize("field", ['"a]b"', '"a[b"'])
 def test_bracket_inside_a_quoted_section_name(field: str) -> None:
     line = f"A FETCH 1 BODY.PEEK[HEADER.FIELDS ({field})]\r\n".encode()
@@ -393,11 +389,6 @@ def test_bracket_inside_a_quoted_section_name(field: str) -> None:
     assert events == [Command("A", "FETCH", (Number(1), Atom(item)))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serialize writes text opening with '[x]' after no code, which reads back as "
-    "code 'x': it should refuse (ValueError) as it does for ']' in a code",
-)
 def test_text_opening_with_a_bracket() -> None:
     response = Tagged("A1", "NO", None, "[mailbox] not found")
     try:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imap.grammar import NIL, ListValue, ParseError, String, Value, encode_value
+from imap.grammar import NIL, Adjacent, ListValue, ParseError, String, Value, encode_value
 from imap.mime import (
     MAX_ADDRESSES,
     MAX_DEPTH,
@@ -672,7 +672,8 @@ def test_address_field_size_is_bounded() -> None:
 def test_address_count_is_bounded() -> None:
     data = crlf("To: " + ", ".join(f"u{n}@x" for n in range(3 * MAX_ADDRESSES)) + "\n\n")
     to = envelope(parse_message(data)).items[5]
-    assert isinstance(to, ListValue) and len(to.items) == MAX_ADDRESSES
+    assert isinstance(to, ListValue) and isinstance(to.items[0], Adjacent)
+    assert len(to.items[0].items) == MAX_ADDRESSES
 
 
 # --- BODY[section] -------------------------------------------------------------------

@@ -1,0 +1,507 @@
+"""IMAP server on one big mailbox: SELECT, FETCH FLAGS and SEARCH on N messages.
+
+    .venv/bin/python bench/imap_bench.py [--messages 100000] [--distinct 500]
+        [--database-url postgresql+psycopg://...] [--full-search-limit 120]
+
+Makes a demo node (``mssante init --demo`` in a scratch directory under
+``bench/.work``; SQLite unless ``--database-url``), one PER BAL, and fills its
+INBOX directly, not through IMAP APPEND:
+
+* ``--distinct`` different messages (default 500) are stored once each with
+  ``runtime.store.put`` (encrypted, fsynced, content-addressed); the N index
+  rows reuse them in turn. Each distinct message has its own Subject,
+  Message-ID and size: 70 % are text/plain of 1-6 KB, 30 % multipart/mixed
+  with a 20-120 KB PDF-like attachment (about 30 KB on average). Reusing blobs
+  keeps the fill short; it also means the few MB of blobs stay in the page
+  cache, so searches that read messages see a warm store.
+* the N rows go in with one executemany ``insert(mailbox_messages)`` in one
+  transaction: UIDs 1..N, MODSEQ 2..N+1, internal dates in UID order over one
+  year (1-Dec-2025 to 1-Dec-2026), 30 % ``\\Seen`` and 5 % ``\\Flagged``
+  (independent, seeded), the last 10 messages ``\\Recent``; then the mailbox
+  row's UIDNEXT / HIGHESTMODSEQ are set to match.
+
+The node then runs as a ``mssante serve`` subprocess (as in production) and
+one ``imaplib`` client over implicit TLS (the demo ``imaps`` port) times
+LOGIN, SELECT INBOX, ``UID FETCH 1:* (FLAGS)``, three index-only UID SEARCHes,
+``FETCH 1:1000 (ENVELOPE)`` twice (the first parses the messages and caches
+their structure in the index, the second reads that cache) and a SUBJECT
+search. SUBJECT reads and parses every message it is asked about, so it is
+timed on UIDs 1:10000 (``UID SEARCH UID 1:10000 SUBJECT …``: the cheap UID key
+is evaluated first, so only those 10,000 messages are read); the whole-mailbox
+SUBJECT search runs only when that figure extrapolates to less than
+``--full-search-limit`` seconds.
+
+Each line gives the wall time to the tagged OK, messages/s, the number of
+responses, and the CPU seconds the server process (``/proc/PID/stat``) and
+this client spent meanwhile; the server's RSS is read from
+``/proc/PID/status``. The fill time is reported separately. A comparison
+with Dovecot would go here; it is only noted when Dovecot is absent. Not a
+test: nothing is asserted about timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import imaplib
+import os
+import random
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from annuaire.bal import BalSpec, add_bal, remove_bal, set_password
+from annuaire.identifiers import luhn_key
+from mssante import config as cfg
+from mssante import index
+from mssante.app import Runtime
+from mssante.datadir import DEMO_DOMAIN, DEMO_PORTS
+from mssante.schema import mailbox_messages, mailboxes
+
+from benchlib import work_dir
+
+PASSWORD = "bench password, long enough"
+FIRST_DATE = datetime(2025, 12, 1, tzinfo=UTC)
+YEAR = timedelta(days=365)
+SUBJECT_WORD = "biologie"  # in one subject template of eight
+SUBJECTS = (
+    "Compte rendu de consultation",
+    "Résultats de biologie",
+    "Lettre de liaison",
+    "Demande d'avis spécialisé",
+    "Ordonnance de sortie",
+    "Compte rendu opératoire",
+    "Courrier de sortie d'hospitalisation",
+    "Résultats d'imagerie",
+)
+WORDS = (
+    "patient", "suivi", "traitement", "examen", "clinique", "tension", "artérielle", "bilan",
+    "sanguin", "consultation", "contrôle", "semaine", "prochaine", "avis", "cardiologue",
+    "radiographie", "thorax", "normale", "antécédents", "allergie", "posologie", "comprimés",
+    "matin", "soir", "surveillance",
+)  # fmt: skip
+
+# imaplib refuses lines over 1 MB; a SEARCH answer on a big mailbox is longer.
+imaplib._MAXLINE = 256 << 20
+
+
+# --------------------------------------------------------------------------- the node
+
+
+def free_port_offset() -> int:
+    """An offset at which every demo port is free on 127.0.0.1."""
+    highest = max(DEMO_PORTS.values())
+    for _ in range(200):
+        offset = random.randrange(8000, 65535 - highest, 10)
+        if all(_free(port + offset) for port in DEMO_PORTS.values()):
+            return offset
+    raise RuntimeError("no free demo port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def init_node(data: Path, database_url: str | None) -> cfg.Config:
+    offset = str(free_port_offset())
+    command = [sys.executable, "-m", "mssante", "init", "--demo", "--data-dir", str(data)]
+    command += ["--port-offset", offset]
+    if database_url:
+        command += ["--database-url", database_url]
+    made = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if made.returncode != 0:
+        raise RuntimeError(f"mssante init failed:\n{made.stderr}")
+    return cfg.load(data)
+
+
+def new_bal(runtime: Runtime) -> str:
+    """A PER BAL with :data:`PASSWORD` and its default folders; its address."""
+    n = random.randrange(10**7, 10**8)
+    body = f"10{n:08d}"
+    address = f"bench-{secrets.token_hex(4)}@{DEMO_DOMAIN}"
+    spec = BalSpec(address, "PER", person_id_type="RPPS", person_id=body + str(luhn_key(body)))
+    now = datetime.now(UTC)
+    with runtime.db.transaction() as conn:
+        add_bal(conn, spec, now=now)
+        set_password(conn, address, PASSWORD, now=now)
+    return address
+
+
+class Server:
+    """A ``mssante serve`` child process, its log in a file, its CPU and memory from /proc."""
+
+    def __init__(self, data: Path) -> None:
+        self.log_path = data / "serve.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mssante", "serve", "--data-dir", str(data)],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mssante serve exited:\n{self.log_path.read_text()}")
+            if re.search(r"\bready\b", self.log_path.read_text()):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"mssante serve not ready after {timeout} s")
+
+    def cpu(self) -> float | None:
+        """User + system CPU seconds of the server process so far."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_mib(self, key: str = "VmRSS") -> float | None:
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        found = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
+        return int(found.group(1)) / 1024 if found else None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+# --------------------------------------------------------------------------- the fill
+
+
+def make_messages(distinct: int, owner: str, rng: random.Random) -> list[bytes]:
+    """``distinct`` different messages: mostly short letters, some with a PDF attachment."""
+    out = []
+    for i in range(distinct):
+        msg = EmailMessage()
+        msg["From"] = f"Dr Praticien {i % 37} <praticien{i % 37}@hopital.{DEMO_DOMAIN}>"
+        msg["To"] = owner
+        msg["Subject"] = f"{SUBJECTS[i % len(SUBJECTS)]} n°{i}"
+        msg["Date"] = (FIRST_DATE + YEAR * i / distinct).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        msg["Message-ID"] = f"<bench.{i}.{secrets.token_hex(6)}@hopital.{DEMO_DOMAIN}>"
+        words = rng.randrange(150, 900)
+        text = " ".join(rng.choice(WORDS) for _ in range(words))
+        msg.set_content("\n".join(text[k : k + 72] for k in range(0, len(text), 72)))
+        if rng.random() < 0.30:
+            pdf = b"%PDF-1.4\n" + rng.randbytes(rng.randrange(20_000, 120_000))
+            msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"cr-{i}.pdf")
+        out.append(msg.as_bytes(policy=SMTP))
+    return out
+
+
+@dataclass
+class Fill:
+    blobs_seconds: float
+    blob_bytes: int
+    rows_seconds: float
+    mailbox_bytes: int
+
+
+def fill(runtime: Runtime, owner: str, count: int, distinct: int, seed: int) -> Fill:
+    rng = random.Random(seed)
+    messages = make_messages(distinct, owner, rng)
+    start = time.perf_counter()
+    refs = [runtime.store.put(raw) for raw in messages]
+    blobs_seconds = time.perf_counter() - start
+    step = YEAR / count
+    start = time.perf_counter()
+    with runtime.db.transaction() as conn:
+        inbox = index.get_mailbox(conn, owner, "INBOX")
+        if inbox is None:
+            raise RuntimeError(f"{owner} has no INBOX")
+        rows: list[dict[str, Any]] = []
+        for uid in range(1, count + 1):
+            ref = refs[(uid - 1) % distinct]
+            flags = []
+            if rng.random() < 0.30:
+                flags.append("\\Seen")
+            if rng.random() < 0.05:
+                flags.append("\\Flagged")
+            rows.append(
+                {
+                    "mailbox_id": inbox.id,
+                    "uid": uid,
+                    "blob_sha256": ref.sha256,
+                    "size": ref.size,
+                    "internal_date": FIRST_DATE + step * (uid - 1),
+                    "flags": " ".join(sorted(flags)),
+                    "modseq": uid + 1,
+                    "delivery_key": None,
+                    "structure": None,
+                }
+            )
+        conn.execute(insert(mailbox_messages), rows)
+        conn.execute(
+            update(mailboxes)
+            .where(mailboxes.c.id == inbox.id)
+            .values(uidnext=count + 1, highestmodseq=count + 1, recent_uid=max(1, count - 9))
+        )
+    rows_seconds = time.perf_counter() - start
+    return Fill(
+        blobs_seconds,
+        sum(r.size for r in refs),
+        rows_seconds,
+        sum(refs[i % distinct].size for i in range(count)),
+    )
+
+
+# --------------------------------------------------------------------------- the client
+
+
+@dataclass
+class Result:
+    operation: str
+    seconds: float
+    messages: int
+    responses: int | None
+    server_cpu: float | None
+    client_cpu: float
+
+
+class Timer:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.results: list[Result] = []
+
+    def run(self, operation: str, messages: int, action: Callable[[], int | None]) -> Result:
+        """Time ``action`` (which returns its number of responses, or None)."""
+        server_before = self.server.cpu()
+        client_before = time.process_time()
+        start = time.perf_counter()
+        responses = action()
+        seconds = time.perf_counter() - start
+        client_cpu = time.process_time() - client_before
+        server_after = self.server.cpu()
+        server_cpu = (
+            server_after - server_before
+            if server_after is not None and server_before is not None
+            else None
+        )
+        result = Result(operation, seconds, messages, responses, server_cpu, client_cpu)
+        self.results.append(result)
+        print(f"  {operation:<46} {seconds:9.3f} s", flush=True)
+        return result
+
+
+def ok(answer: tuple[str, list[Any]]) -> list[Any]:
+    typ, data = answer
+    if typ != "OK":
+        raise RuntimeError(f"the server answered {typ}: {data!r}")
+    return data
+
+
+def fetch_count(data: list[Any]) -> int:
+    """FETCH responses in an imaplib answer (a literal comes as a tuple, then b')')."""
+    pattern = re.compile(rb"^\d+ \(")
+    count = 0
+    for item in data:
+        head = item[0] if isinstance(item, tuple) else item
+        if isinstance(head, bytes) and pattern.match(head):
+            count += 1
+    return count
+
+
+def search_count(data: list[Any]) -> int:
+    return sum(len(line.split()) for line in data if line)
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def run_client(
+    server: Server, cafile: Path, port: int, owner: str, count: int, full_search_limit: float
+) -> None:
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.check_hostname = False  # we connect to 127.0.0.1; the chain is still verified
+    timer = Timer(server)
+    client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=3600)
+    memory: dict[str, float | None] = {}
+    try:
+        print("timing (wall time to the tagged OK):")
+
+        def login() -> None:
+            ok(client.login(owner, PASSWORD))
+
+        timer.run("LOGIN (Argon2 check)", 1, login)
+        memory["after LOGIN"] = server.memory_mib()
+
+        def select() -> None:
+            exists = int(ok(client.select("INBOX"))[0])
+            if exists != count:
+                raise RuntimeError(f"SELECT says {exists} EXISTS, {count} were filled")
+
+        timer.run("SELECT INBOX", count, select)
+        memory["after SELECT"] = server.memory_mib()
+        timer.run(
+            "UID FETCH 1:* (FLAGS)",
+            count,
+            lambda: fetch_count(ok(client.uid("FETCH", "1:*", "(FLAGS)"))),
+        )
+        memory["after UID FETCH 1:* (FLAGS)"] = server.memory_mib()
+        half = max(1, count // 2)
+        searches = (
+            ("UID SEARCH UNSEEN", ("UNSEEN",)),
+            ("UID SEARCH FLAGGED SINCE 1-Jun-2026", ("FLAGGED", "SINCE", "1-Jun-2026")),
+            (f"UID SEARCH UID {half}:*", ("UID", f"{half}:*")),
+        )
+        for label, keys in searches:
+            timer.run(label, count, lambda keys=keys: search_count(ok(client.uid("SEARCH", *keys))))
+        first = min(1000, count)
+        for run in ("1st: parse + cache", "2nd: cached"):
+            timer.run(
+                f"FETCH 1:{first} (ENVELOPE), {run}",
+                first,
+                lambda: fetch_count(ok(client.fetch(f"1:{first}", "(ENVELOPE)"))),
+            )
+        sample = min(10_000, count)
+        sampled = timer.run(
+            f"UID SEARCH UID 1:{sample} SUBJECT {SUBJECT_WORD}",
+            sample,
+            lambda: search_count(
+                ok(client.uid("SEARCH", "UID", f"1:{sample}", "SUBJECT", SUBJECT_WORD))
+            ),
+        )
+        estimate = sampled.seconds * count / sample
+        full_note = ""
+        if sample == count:
+            pass
+        elif estimate <= full_search_limit:
+            timer.run(
+                f"UID SEARCH SUBJECT {SUBJECT_WORD} (all)",
+                count,
+                lambda: search_count(ok(client.uid("SEARCH", "SUBJECT", SUBJECT_WORD))),
+            )
+        else:
+            full_note = (
+                f"UID SEARCH SUBJECT on all {count:,} messages not run: the 10,000-message "
+                f"figure extrapolates to about {estimate:.0f} s (> --full-search-limit "
+                f"{full_search_limit:.0f} s)."
+            )
+        memory["peak (VmHWM)"] = server.memory_mib("VmHWM")
+        client.logout()
+    finally:
+        with contextlib.suppress(OSError):
+            client.shutdown()
+
+    print()
+    header = (
+        f"{'operation':<46} {'seconds':>9} {'messages/s':>11} {'responses':>10} "
+        f"{'server CPU':>10} {'client CPU':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in timer.results:
+        rate = r.messages / r.seconds if r.seconds > 0 else None
+        print(
+            f"{r.operation:<46} {r.seconds:9.3f} {fmt(rate, '11,.0f')} "
+            f"{fmt(r.responses, '10,d')} {fmt(r.server_cpu, '10.2f')} {r.client_cpu:10.2f}"
+        )
+    print(
+        "\nresponses: FETCH responses, or UIDs in the SEARCH answer. CPU in seconds: "
+        "server = the mssante serve process, client = this imaplib process."
+    )
+    if full_note:
+        print(full_note)
+    print("server RSS: " + ", ".join(f"{k} {fmt(v, '.0f')} MiB" for k, v in memory.items()))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000, help="messages in the INBOX")
+    parser.add_argument("--distinct", type=int, default=500, help="distinct message blobs")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql+psycopg://user@host/db (default: SQLite in the scratch node)",
+    )
+    parser.add_argument(
+        "--full-search-limit",
+        type=float,
+        default=120.0,
+        help="run SUBJECT on the whole mailbox when the 10,000-message time extrapolates "
+        "to at most this many seconds",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.messages < 1 or args.distinct < 1:
+        parser.error("--messages and --distinct must be positive")
+
+    engine = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"IMAP benchmark: {args.messages:,} messages in one INBOX, {engine}")
+    with tempfile.TemporaryDirectory(dir=work_dir()) as tmp:
+        data = Path(tmp) / "node"
+        config = init_node(data, args.database_url)
+        runtime = Runtime.open(config)
+        owner = new_bal(runtime)
+        server: Server | None = None
+        try:
+            made = fill(runtime, owner, args.messages, min(args.distinct, args.messages), args.seed)
+            runtime.db.dispose()
+            print(
+                f"fill: {min(args.distinct, args.messages)} distinct blobs "
+                f"({made.blob_bytes / 1e6:.1f} MB) stored in {made.blobs_seconds:.1f} s; "
+                f"{args.messages:,} index rows ({made.mailbox_bytes / 1e9:.2f} GB of mail "
+                f"counted) inserted in {made.rows_seconds:.1f} s "
+                f"({args.messages / made.rows_seconds:,.0f} rows/s)"
+            )
+            server = Server(data)
+            server.wait_ready()
+            run_client(
+                server,
+                config.path(Path("pki/ca/root.pem")),
+                config.listeners.imaps.port,
+                owner,
+                args.messages,
+                args.full_search_limit,
+            )
+        finally:
+            if server is not None:
+                server.stop()
+            if args.database_url:  # the database outlives the scratch directory
+                with runtime.db.transaction() as conn:
+                    remove_bal(conn, owner, purge=True)
+            runtime.db.dispose()
+    if shutil.which("dovecot"):
+        print("reference: Dovecot is installed, but this bench does not drive it yet (no ratio)")
+    else:
+        print("reference: Dovecot not installed here")
+
+
+if __name__ == "__main__":
+    main()
