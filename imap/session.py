@@ -42,6 +42,7 @@ from imap.grammar import (
     LiteralFile,
     Number,
     ParseError,
+    SequenceSet,
     String,
     Tagged,
     Untagged,
@@ -1078,7 +1079,7 @@ class Session:
             self._enable_condstore()
         uids = self._resolve(cmd.args[0], uid=uid)
         if request.vanished and request.changed_since is not None:
-            await self._vanished_earlier(uids, request.changed_since)
+            await self._vanished_earlier(as_sequence_set(cmd.args[0]), request.changed_since)
         live = view.live(uids)
         if request.changed_since is not None:
             since = request.changed_since
@@ -1116,14 +1117,16 @@ class Session:
             raise No("A part has an unknown content transfer encoding", "UNKNOWN-CTE")
         return None, "FETCH completed"
 
-    async def _vanished_earlier(self, uids: list[int], since: int) -> None:
+    async def _vanished_earlier(self, asked: SequenceSet, since: int) -> None:
+        """QRESYNC's ``VANISHED (EARLIER)``: UIDs of the asked ranges expunged since ``since``."""
         view = self._view()
         mailbox_id = view.mailbox_id
         _, gone = await self.db_read(lambda conn: backend.changes_since(conn, mailbox_id, since))
-        asked = set(uids)
-        vanished = [u for u, _ in gone if u in asked or not asked]
+        top = max([*view.uids, *(u for u, _ in gone)], default=0)
+        ranges = [(min(lo or top, hi or top), max(lo or top, hi or top)) for lo, hi in asked.ranges]
+        vanished = sorted(u for u, _ in gone if any(a <= u <= b for a, b in ranges))
         if vanished:
-            self.untagged(f"VANISHED (EARLIER) {uid_set_text(sorted(vanished))}")
+            self.untagged(f"VANISHED (EARLIER) {uid_set_text(vanished)}")
 
     async def _rows(self, uids: list[int], structure: bool) -> dict[int, MessageRow]:
         view = self._view()

@@ -271,3 +271,74 @@ def test_delegated_login_to_an_org_mailbox_is_audited(node: ImapNode) -> None:
         entries = audit.query(conn, action="imap.login", target=org.lower())
     assert [e.actor for e in entries] == [member.lower()]
     assert DOMAIN in org
+
+
+# ------------------------------------------------------------------ CONDSTORE / QRESYNC
+
+
+def test_qresync_after_expunges_and_flag_changes(node: ImapNode) -> None:
+    user = node.new_user()
+    for _ in range(5):
+        node.deliver(user, MESSAGE)
+    login = f'a LOGIN "{user}" "{PASSWORD}"\r\n'.encode()
+    first = raw_exchange(
+        node.ports["imaps"], [login, b"b ENABLE QRESYNC\r\n", b"c SELECT INBOX\r\n"], node.context()
+    )
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", first).group(1))
+    seen = int(re.search(rb"HIGHESTMODSEQ (\d+)", first).group(1))
+
+    other = node.login(user)
+    ok(other.select("INBOX"))
+    ok(other.store("2", "+FLAGS", r"(\Flagged)"))
+    ok(other.store("4", "+FLAGS", r"(\Deleted)"))
+    ok(other.expunge())
+    other.logout()
+
+    again = raw_exchange(
+        node.ports["imaps"],
+        [
+            login,
+            b"b ENABLE QRESYNC\r\n",
+            f"c SELECT INBOX (QRESYNC ({validity} {seen}))\r\n".encode(),
+            f"d UID FETCH 1:* (FLAGS) (CHANGEDSINCE {seen} VANISHED)\r\n".encode(),
+        ],
+        node.context(),
+    )
+    select_part, fetch_part = again.split(b"\r\nc OK", 1)
+    assert re.findall(rb"\* VANISHED \(EARLIER\) [^\r]*", select_part) == [
+        b"* VANISHED (EARLIER) 4"
+    ]
+    fetches = re.findall(rb"\* \d+ FETCH [^\r]*", select_part)
+    assert len(fetches) == 1 and b"UID 2 " in fetches[0] and b"\\Flagged" in fetches[0]
+    assert b"MODSEQ (" in fetches[0]
+    assert re.findall(rb"\* VANISHED \(EARLIER\) [^\r]*", fetch_part) == [
+        b"* VANISHED (EARLIER) 4"
+    ]
+    fetches = re.findall(rb"\* \d+ FETCH [^\r]*", fetch_part)
+    assert len(fetches) == 1 and b"UID 2 " in fetches[0]
+
+
+def test_store_unchangedsince_refuses_a_message_changed_meanwhile(node: ImapNode) -> None:
+    user = node.new_user()
+    node.deliver(user, MESSAGE)
+    node.deliver(user, MESSAGE)
+    client = node.login(user)
+    ok(client.select("INBOX"))
+    data = ok(client.fetch("1:2", "(MODSEQ)"))
+    modseq = max(int(m) for m in re.findall(rb"MODSEQ \((\d+)\)", b" ".join(data)))
+    other = node.login(user)
+    ok(other.select("INBOX"))
+    ok(other.store("1", "+FLAGS", r"(\Answered)"))
+    other.logout()
+    typ, data = client._simple_command(
+        "STORE", "1:2", f"(UNCHANGEDSINCE {modseq})", "+FLAGS", r"(\Flagged)"
+    )
+    assert typ == "OK"
+    assert b"[MODIFIED 1]" in client.untagged_responses.get("OK", [b""])[-1] or any(
+        b"MODIFIED 1" in (d or b"") for d in data
+    )
+    flags = [d for d in ok(client.fetch("2", "FLAGS")) if d.startswith(b"2 (")]
+    assert b"\\Flagged" in flags[-1], "the unchanged message was stored"
+    first = [d for d in ok(client.fetch("1", "FLAGS")) if d.startswith(b"1 (")]
+    assert b"\\Flagged" not in first[-1], "the changed one was not"
+    client.logout()

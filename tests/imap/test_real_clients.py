@@ -26,7 +26,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +54,8 @@ MOVED_ON_SERVER = 31  # UID MOVE INBOX -> Archive by another client after the fi
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^>]+)>", re.IGNORECASE | re.MULTILINE)
 _COUNTERS = re.compile(r"C: \d+/\d+ .*")
+_SENT = re.compile(r"mutt_socket_write\S* \d+> (\S+ .*)")  # an IMAP command in neomutt's log
+_CREDENTIALS = re.compile(r"^(\S+ (?:LOGIN|AUTHENTICATE \S+)) .*")
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +160,7 @@ class Run:
     returncode: int
     output: str
     seconds: float
+    commands: list[str] = field(default_factory=list)  # what neomutt sent, from its log
 
 
 def run_in_pty(command: Sequence[str], *, env: dict[str, str] | None = None) -> Run:
@@ -361,7 +364,8 @@ def test_mbsync_two_way_sync_of_1000_messages(node: ImapNode, tmp_path: Path) ->
     client.logout()
     print(
         f"mbsync: first sync of {MESSAGES} messages {first.seconds:.1f}s, "
-        f"second {second.seconds:.1f}s, third {third.seconds:.1f}s ({line})"
+        f"second {second.seconds:.1f}s ({final_counters(second)[0]}), "
+        f"third {third.seconds:.1f}s ({line})"
     )
 
 
@@ -412,19 +416,20 @@ def neomutt_has(option: str) -> bool:
 
 def neomutt(config: Path, work: Path) -> Run:
     assert NEOMUTT is not None
-    log = work / "neomutt.log"
+    log = work / f"{config.stem}.log"
     run = run_in_pty(
         [NEOMUTT, "-n", "-F", str(config), "-d", "2", "-l", str(log)],
         env={"TERM": "vt100", "HOME": str(work)},
     )
     commands = [
-        line.split("> ", 1)[1]
-        for p in sorted(work.glob("neomutt.log*"))
-        for line in p.read_text(errors="replace").splitlines()
-        if "mutt_socket_write" in line and "> " in line
+        _CREDENTIALS.sub(r"\1 <credentials>", found.group(1))
+        for p in sorted(work.glob(f"{log.name}*"))
+        for found in _SENT.finditer(p.read_text(errors="replace"))
     ]
     run.output += "\n--- IMAP commands sent:\n" + "\n".join(commands)
     assert run.returncode == 0, f"neomutt exited {run.returncode}:\n{run.output}"
+    assert commands, f"no IMAP command found in neomutt's log {log}:\n{run.output}"
+    run.commands = commands
     return run
 
 
@@ -480,6 +485,9 @@ def test_neomutt_lists_and_reads(node: ImapNode, tmp_path: Path) -> None:
     run = neomutt(config, tmp_path)
     assert piped.exists(), run.output
     assert piped.read_bytes() == raws[NEOMUTT_READ].replace(b"\r\n", b"\n"), run.output
+    # The server set \\Seen itself, on the body FETCH: neomutt stored no flag.
+    assert any("FETCH" in c and "BODY[]" in c for c in run.commands), run.output
+    assert not any("STORE" in c and "\\Seen" in c for c in run.commands), run.output
     view = server_view(client, "INBOX")
     client.logout()
     seen = {k for k, flags in view.items() if "\\Seen" in flags}
