@@ -4,14 +4,23 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from jwt.algorithms import RSAAlgorithm
 
+from annuaire.bal import bind, certificate_fingerprint
+from certs import CertificateAuthority
 from mssante import audit
 
 from harness import DOMAIN, PASSWORD, ImapNode, start_node
@@ -27,10 +36,31 @@ MESSAGE = (
 )
 
 
+ISSUER = "https://psc.example.test/auth/realms/esante-wallet"
+AUDIENCE = "mssante-operator-demo"
+SIGNER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def token(sub: str) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 300}
+    return jwt.encode(body, SIGNER, algorithm="RS256", headers={"kid": "k1"})
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImapNode]:
     work: Path = tmp_path_factory.mktemp("imap")
-    node = start_node(work, extra_config="[imap]\nquota_bytes = 200000\n")
+    jwks = work / "jwks.json"
+    key = RSAAlgorithm.to_jwk(SIGNER.public_key(), as_dict=True)
+    jwks.write_text(json.dumps({"keys": [{**key, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
+    node = start_node(
+        work,
+        extra_config=(
+            "[imap]\nquota_bytes = 200000\n"
+            f'[smtp]\noauth_issuer = "{ISSUER}"\noauth_audience = "{AUDIENCE}"\n'
+            f'oauth_jwks_file = "{jwks}"\n'
+        ),
+    )
     try:
         yield node
     finally:
@@ -115,6 +145,49 @@ def test_authenticate_plain_with_initial_response(node: ImapNode) -> None:
     assert typ == "OK"
     assert client.state == "AUTH"
     client.logout()
+
+
+def test_authenticate_external_with_the_bound_app_certificate(
+    node: ImapNode, tmp_path: Path
+) -> None:
+    """The national model for applicative mailboxes: the facility's software certificate."""
+    app = node.new_user("dpi", bal_type="APP")
+    ca = CertificateAuthority.load(node.data_dir / "pki" / "ca")
+    issued = ca.issue("client-app", cn="DPI Hopital", identifier="750712184", organization="H")
+    prefix = tmp_path / "app"
+    ca.write_pem(issued, prefix)
+    fingerprint = certificate_fingerprint(issued.cert.public_bytes(Encoding.DER))
+    with node.runtime.db.transaction() as conn:
+        bind(conn, app, "certificate", fingerprint, now=datetime.now(UTC))
+    node.deliver(app, MESSAGE)
+    ctx = node.context()
+    ctx.load_cert_chain(f"{prefix}.pem", f"{prefix}.key")
+    client = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=ctx, timeout=30)
+    assert "AUTH=EXTERNAL" in ok(client.capability())[0].decode().split()
+    typ, _ = client.authenticate("EXTERNAL", lambda _: b"")
+    assert typ == "OK"
+    ok(client.select("INBOX"))
+    assert ok(client.search(None, "ALL"))[0] == b"1"
+    client.logout()
+    plain = node.connect(tls="implicit")
+    assert "AUTH=EXTERNAL" not in ok(plain.capability())[0].decode().split()
+    with pytest.raises(imaplib.IMAP4.error):
+        plain.authenticate("EXTERNAL", lambda _: b"")
+
+
+def test_authenticate_oauthbearer_with_a_token_from_the_issuer(node: ImapNode) -> None:
+    user = node.new_user()
+    with node.runtime.db.transaction() as conn:
+        bind(conn, user, "oauth", f"{ISSUER} f:{user}", now=datetime.now(UTC))
+    client = node.connect()
+    good = f"n,a={user},\x01auth=Bearer {token(f'f:{user}')}\x01\x01".encode()
+    typ, _ = client.authenticate("OAUTHBEARER", lambda _: good)
+    assert typ == "OK"
+    client.logout()
+    client = node.connect()
+    bad = f"n,a={user},\x01auth=Bearer {token('f:nobody')}\x01\x01".encode()
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.authenticate("OAUTHBEARER", lambda _: bad)
 
 
 def test_wrong_state_and_bad_syntax(node: ImapNode) -> None:
@@ -311,9 +384,7 @@ def test_qresync_after_expunges_and_flag_changes(node: ImapNode) -> None:
     fetches = re.findall(rb"\* \d+ FETCH [^\r]*", select_part)
     assert len(fetches) == 1 and b"UID 2 " in fetches[0] and b"\\Flagged" in fetches[0]
     assert b"MODSEQ (" in fetches[0]
-    assert re.findall(rb"\* VANISHED \(EARLIER\) [^\r]*", fetch_part) == [
-        b"* VANISHED (EARLIER) 4"
-    ]
+    assert re.findall(rb"\* VANISHED \(EARLIER\) [^\r]*", fetch_part) == [b"* VANISHED (EARLIER) 4"]
     fetches = re.findall(rb"\* \d+ FETCH [^\r]*", fetch_part)
     assert len(fetches) == 1 and b"UID 2 " in fetches[0]
 

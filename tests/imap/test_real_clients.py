@@ -381,11 +381,16 @@ NEOMUTT_FLAGGED = 3
 NEOMUTT_READ = 2  # "Radio thorax"
 
 
-def muttrc(node: ImapNode, user: str, *, peek: bool, keys: str) -> str:
-    """A muttrc for a batch run: the INBOX over implicit TLS, then ``keys`` pushed."""
+def muttrc(node: ImapNode, user: str, *, starttls: bool, peek: bool, keys: str) -> str:
+    """A muttrc for a batch run: the INBOX over TLS (implicit or STARTTLS), ``keys`` pushed."""
     quoted = PASSWORD.replace("\\", "\\\\").replace('"', '\\"')
+    url = (
+        f"imap://127.0.0.1:{node.ports['imap']}"
+        if starttls
+        else (f"imaps://127.0.0.1:{node.ports['imaps']}")
+    )
     lines = [
-        f'set folder="imaps://127.0.0.1:{node.ports["imaps"]}/"',
+        f'set folder="{url}/"',
         'set spoolfile="+INBOX"',
         f'set imap_user="{user}"',
         f'set imap_pass="{quoted}"',
@@ -394,7 +399,7 @@ def muttrc(node: ImapNode, user: str, *, peek: bool, keys: str) -> str:
         if neomutt_has("ssl_ca_certificates_file")
         else f'set certificate_file="{node.ca_file}"',
         "set ssl_verify_host=no",
-        "set ssl_force_tls=yes",
+        "set ssl_force_tls=yes",  # STARTTLS on imap://, or no connection at all
         'set header_cache=""',
         'set message_cachedir=""',
         "set mail_check=0",
@@ -450,6 +455,7 @@ def test_neomutt_lists_and_reads(node: ImapNode, tmp_path: Path) -> None:
         muttrc(
             node,
             user,
+            starttls=False,
             peek=True,
             keys=(
                 f"<tag-pattern>~F<enter><tag-prefix><copy-message>{flagged}<enter>"
@@ -471,13 +477,14 @@ def test_neomutt_lists_and_reads(node: ImapNode, tmp_path: Path) -> None:
     seen = {k for k, flags in server_view(client, "INBOX").items() if "\\Seen" in flags}
     assert seen == set(), f"a BODY.PEEK copy marked messages read: {seen}\n{run.output}"
 
-    # Read: find one message by subject and pipe it out, with a non-PEEK fetch.
+    # Read, over STARTTLS: find one message by subject and pipe it out (a non-PEEK fetch).
     piped = tmp_path / "read.eml"
     config = tmp_path / "read.muttrc"
     config.write_text(
         muttrc(
             node,
             user,
+            starttls=True,
             peek=False,
             keys=f"<search>~s thorax<enter><pipe-entry>cat > {piped}<enter><quit>",
         )
@@ -485,6 +492,7 @@ def test_neomutt_lists_and_reads(node: ImapNode, tmp_path: Path) -> None:
     run = neomutt(config, tmp_path)
     assert piped.exists(), run.output
     assert piped.read_bytes() == raws[NEOMUTT_READ].replace(b"\r\n", b"\n"), run.output
+    assert any(c.split()[1:] == ["STARTTLS"] for c in run.commands), run.output
     # The server set \\Seen itself, on the body FETCH: neomutt stored no flag.
     assert any("FETCH" in c and "BODY[]" in c for c in run.commands), run.output
     assert not any("STORE" in c and "\\Seen" in c for c in run.commands), run.output
