@@ -1598,3 +1598,44 @@ def _texts(data: bytes, part: Part) -> Iterator[str]:
         with contextlib.suppress(MimeError):  # searched as it is stored
             body = _decode(body, part.encoding)
         yield _to_str(body, part.param("charset"))
+
+
+def _leaves(part: Part) -> Iterator[Part]:
+    if part.children:
+        for child in part.children:
+            yield from _leaves(child)
+    elif part.message is not None:
+        yield from _leaves(part.message)
+    else:
+        yield part
+
+
+def encode_binary_parts(data: bytes, root: Part) -> bytes:
+    """The message with each ``binary`` leaf part re-encoded in base64.
+
+    An APPEND of a literal8 (RFC 3516 §4.4) may carry raw binary parts; we store
+    what every client can read, as Dovecot does, so ``BODY[n]`` never returns
+    NULs while ``BINARY[n]`` still gives the original bytes back.
+    """
+    edits: list[tuple[int, int, bytes]] = []
+    for part in _leaves(root):
+        if (part.encoding or "").lower() != "binary":
+            continue
+        field = next(
+            (
+                f
+                for f in _fields(data, part.header_start, part.body_start)
+                if f.name == b"CONTENT-TRANSFER-ENCODING"
+            ),
+            None,
+        )
+        if field is None:
+            continue
+        body = binascii.b2a_base64(data[part.body_start : part.body_end], newline=False)
+        lines = b"\r\n".join(body[i : i + 76] for i in range(0, len(body), 76))
+        edits.append((field.start, field.end, b"Content-Transfer-Encoding: base64\r\n"))
+        edits.append((part.body_start, part.body_end, lines + b"\r\n"))
+    out = bytearray(data)
+    for start, end, replacement in sorted(edits, reverse=True):
+        out[start:end] = replacement
+    return bytes(out)

@@ -53,8 +53,16 @@ from imap.grammar import (
     serialize,
 )
 from imap.messages import LazyMessage
-from imap.mime import MimeError, Part, parse_message
+from imap.mime import (
+    MimeError,
+    Part,
+    encode_binary_parts,
+    parse_message,
+    parse_section,
+    section_bytes,
+)
 from imap.selected import OutOfRange, SelectedView, flag_list, uid_set_text
+from imap.urls import MessageUrl, parse_message_url
 from mssante import audit, index, sasl
 from mssante.authn import Attempt, Authenticator, Refusal
 from mssante.clock import Clock
@@ -156,6 +164,8 @@ _SELECTED_CAPS = (
     "QUOTA=RES-STORAGE",
     "STATUS=SIZE",
     "UTF8=ACCEPT",
+    "MULTIAPPEND",
+    "CATENATE",
 )
 
 _ANY = {"CAPABILITY", "NOOP", "LOGOUT", "ID"}
@@ -873,50 +883,107 @@ class Session:
     # ------------------------------------------------------------------ APPEND
 
     async def cmd_append(self, cmd: Command) -> tuple[str | None, str]:
+        """APPEND, with MULTIAPPEND (RFC 3502: all or nothing) and CATENATE (RFC 4469)."""
         args = list(cmd.args)
         if len(args) < 2:
             raise Bad("APPEND takes a mailbox, optional flags and date, and a message")
         name = self._name_in(args.pop(0))
-        message = args.pop()
-        if isinstance(message, ListValue) or not isinstance(message, String | LiteralFile):
-            raise Bad("APPEND needs the message as a literal")
-        flags: frozenset[str] = frozenset()
-        date = self.context.clock.now()
-        for arg in args:
-            if isinstance(arg, ListValue):
-                flags = self._flags_arg(arg)
-            elif isinstance(arg, String):
-                date = _parse_date_time(arg.value)
-            else:
-                raise Bad("Invalid APPEND arguments")
-        size = message.size if isinstance(message, LiteralFile) else len(message.value)
-        if size > self.context.append_limit:
-            raise No("Message too big", "TOOBIG")
-        if size == 0:
-            raise No("Empty message", "CANNOT")
+        uploads = self._append_groups(args)
         mailbox = await self._mailbox(name, missing="TRYCREATE")
-        await self._check_quota(size)
-        data = message.file.read() if isinstance(message, LiteralFile) else message.value
-        root = parse_message(data)
-        blob = await asyncio.to_thread(self.context.store.put, data)
-        flags = flags - {"\\Recent"}
+        messages: list[tuple[frozenset[str], datetime, bytes]] = []
+        for flags, date, pieces, binary in uploads:
+            data = b"".join([await self._catenate_piece(p) for p in pieces])
+            if len(data) > self.context.append_limit:
+                raise No("Message too big", "TOOBIG")
+            if not data:
+                raise No("Empty message", "CANNOT")
+            if binary:  # a literal8: keep what every client can read (RFC 3516 §4.4)
+                data = encode_binary_parts(data, parse_message(data))
+            messages.append((flags, date, data))
+        await self._check_quota(sum(len(d) for _, _, d in messages))
+        stored = await asyncio.to_thread(
+            lambda: [
+                (flags, date, self.context.store.put(data), _json(parse_message(data)))
+                for flags, date, data in messages
+            ]
+        )
 
-        def add(conn: Connection) -> int:
+        def add(conn: Connection) -> list[int]:
             current = index.get_mailbox(conn, mailbox.owner, mailbox.name)
             if current is None:
                 raise MailboxNotFound(name)
-            entry = index.append(conn, current, blob, internal_date=date, flags=flags)
-            backend.save_structure(conn, {entry.id: _json(root)})
-            return entry.uid
+            uids = []
+            for flags, date, blob, structure in stored:
+                entry = index.append(conn, current, blob, internal_date=date, flags=flags)
+                backend.save_structure(conn, {entry.id: structure})
+                uids.append(entry.uid)
+            return uids
 
         try:
-            uid = await self.db_write(add)
+            uids = await self.db_write(add)
         except MailboxNotFound:
             raise No("Mailbox does not exist", "NONEXISTENT") from None
         self.context.events.publish(mailbox.id)
-        if "\\Seen" in flags:
-            await self._seen(mailbox, [uid])
-        return f"APPENDUID {mailbox.uidvalidity} {uid}", "APPEND completed"
+        seen = [uid for uid, (flags, _, _) in zip(uids, messages, strict=True) if "\\Seen" in flags]
+        if seen:
+            await self._seen(mailbox, seen)
+        return f"APPENDUID {mailbox.uidvalidity} {uid_set_text(uids)}", "APPEND completed"
+
+    def _append_groups(
+        self, args: list[Value]
+    ) -> list[tuple[frozenset[str], datetime, list[bytes | MessageUrl], bool]]:
+        """(flags, date, pieces, sent as literal8) for each message of the command."""
+        groups = []
+        flags: frozenset[str] = frozenset()
+        date: datetime | None = None
+        pending = iter(args)
+        for arg in pending:
+            if isinstance(arg, ListValue):
+                flags = self._flags_arg(arg) - {"\\Recent"}
+                continue
+            if isinstance(arg, String) and not arg.literal and date is None:
+                date = _parse_date_time(arg.value)
+                continue
+            if isinstance(arg, Atom) and arg.value.upper() == "CATENATE":
+                parts = next(pending, None)
+                if not isinstance(parts, ListValue) or not parts.items:
+                    raise Bad("CATENATE takes a list of TEXT and URL parts")
+                pieces, binary = _catenate_pieces(parts.items)
+            elif isinstance(arg, String | LiteralFile):
+                data = arg.file.read() if isinstance(arg, LiteralFile) else arg.value
+                pieces, binary = [data], arg.binary
+            else:
+                raise Bad("Invalid APPEND arguments")
+            groups.append((flags, date or self.context.clock.now(), pieces, binary))
+            flags, date = frozenset(), None
+        if not groups or flags or date is not None:
+            raise Bad("APPEND needs a message after its flags and date")
+        return groups
+
+    async def _catenate_piece(self, piece: bytes | MessageUrl) -> bytes:
+        """A TEXT part as sent, or the bytes a URL names in one of the user's mailboxes."""
+        if isinstance(piece, bytes):
+            return piece
+        bad = f'BADURL "{piece.mailbox}"'.replace("]", "")
+        try:
+            mailbox = await self._mailbox(piece.mailbox)
+        except No:
+            raise No("The URL names no mailbox of yours", bad) from None
+        if piece.uidvalidity is not None and piece.uidvalidity != mailbox.uidvalidity:
+            raise No("The URL's UIDVALIDITY is not the mailbox's", bad)
+        found = await self.db_read(lambda conn: backend.rows(conn, mailbox.id, [piece.uid]))
+        if not found:
+            raise No("The URL names no message", bad)
+        data = await asyncio.to_thread(self.context.store.read, found[0].blob.sha256)
+        try:
+            spec = parse_section(piece.section.upper())
+        except ParseError:
+            raise No("The URL's section is not valid", bad) from None
+        part = section_bytes(data, parse_message(data), spec)
+        if piece.partial is not None:
+            origin, length = piece.partial
+            part = part[origin:] if length is None else part[origin : origin + length]
+        return part
 
     def _flags_arg(self, value: Value) -> frozenset[str]:
         items = value.items if isinstance(value, ListValue) else (value,)
@@ -1455,6 +1522,27 @@ def _parse_date_time(raw: bytes) -> datetime:
     if parsed.tzinfo is None:
         raise Bad("Invalid date-time (no zone)")
     return parsed
+
+
+def _catenate_pieces(items: Sequence[Value]) -> tuple[list[bytes | MessageUrl], bool]:
+    """CATENATE's ``TEXT literal`` and ``URL "imap-url"`` pairs; True if a literal8 came."""
+    pieces: list[bytes | MessageUrl] = []
+    binary = False
+    words = iter(items)
+    for word in words:
+        value = next(words, None)
+        kind = _word(word)
+        if kind == "TEXT" and isinstance(value, String | LiteralFile):
+            pieces.append(value.file.read() if isinstance(value, LiteralFile) else value.value)
+            binary = binary or value.binary
+        elif kind == "URL" and isinstance(value, String | Atom):
+            try:
+                pieces.append(parse_message_url(as_astring(value).decode("utf-8")))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise No(f"Unusable URL: {exc}", "BADURL") from None
+        else:
+            raise Bad("CATENATE parts are TEXT literal or URL string")
+    return pieces, binary
 
 
 def _json(root: Part) -> str:

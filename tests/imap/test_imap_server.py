@@ -413,3 +413,38 @@ def test_store_unchangedsince_refuses_a_message_changed_meanwhile(node: ImapNode
     first = [d for d in ok(client.fetch("1", "FLAGS")) if d.startswith(b"1 (")]
     assert b"\\Flagged" not in first[-1], "the changed one was not"
     client.logout()
+
+
+def test_multiappend_catenate_and_binary_append(node: ImapNode) -> None:
+    user = node.new_user()
+    node.deliver(user, MESSAGE)
+    login = f'a LOGIN "{user}" "{PASSWORD}"\r\n'.encode()
+    one, two = b"Subject: one\r\n\r\nbody1\r\n", b"Subject: two\r\n\r\nbody2\r\n"
+    binary = (
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        b"\x00\x01\xff\r\n"
+    )
+    out = raw_exchange(
+        node.ports["imaps"],
+        [
+            login,
+            b"b APPEND Archive {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(one), one, len(two), two),
+            b'c APPEND Archive CATENATE (URL "/INBOX/;uid=1/;section=HEADER" TEXT {7+}\r\n'
+            b"hello\r\n)\r\n",
+            b"d APPEND Archive ~{%d+}\r\n%s\r\n" % (len(binary), binary),
+            b'e APPEND Archive (\\Seen) CATENATE (URL "/INBOX/;uid=99")\r\n',
+            b"f SELECT Archive\r\n",
+            b"g FETCH 3 BODY.PEEK[]\r\n",
+            b"h FETCH 4 (BODY.PEEK[1] BINARY.PEEK[1])\r\n",
+        ],
+        node.context(),
+    )
+    assert re.search(rb"b OK \[APPENDUID \d+ 1:2\]", out), out
+    assert re.search(rb"c OK \[APPENDUID \d+ 3\]", out)
+    assert re.search(rb"e NO \[BADURL", out), "a URL naming no message refuses the whole APPEND"
+    assert b"* 4 EXISTS" in out
+    fetched = out.split(b"\r\ng OK")[0].split(b"g FETCH")[-1]
+    assert b"Subject: compte rendu\r\n" in fetched and fetched.rstrip().endswith(b"hello\r\n)")
+    binary_out = out.split(b"h FETCH")[-1]
+    assert b"AAH/" in binary_out, "BODY[1] of a literal8 is stored as base64"
+    assert b"~{5}\r\n\x00\x01\xff\r\n" in binary_out, "BINARY[1] gives the bytes back"

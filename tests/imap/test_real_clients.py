@@ -340,10 +340,11 @@ def test_mbsync_two_way_sync_of_1000_messages(node: ImapNode, tmp_path: Path) ->
     for i in (*MOVED_LOCALLY, DELETED_LOCALLY, MOVED_ON_SERVER):
         assert msgid(i) not in on_server, (i, report)
     assert set(archived) == {msgid(i) for i in (*MOVED_LOCALLY, MOVED_ON_SERVER)}, report
-    assert len(on_server) == MESSAGES - len(MOVED_LOCALLY) - 2 + 1
+    # Less the moves and the deletion, plus the message delivered between the syncs.
+    assert len(on_server) == MESSAGES - len(MOVED_LOCALLY) - 1 - 1 + 1, report
     for i in FLAGGED:
         assert "\\Flagged" in on_server[msgid(i)], i
-    assert not any("\\Deleted" in flags for flags in on_server.values()), "expunged"
+    assert not any("\\Deleted" in flags for flags in on_server.values()), "left unexpunged"
 
     local = maildir(inbox)
     assert set(local) == set(on_server), report
@@ -384,11 +385,10 @@ NEOMUTT_READ = 2  # "Radio thorax"
 def muttrc(node: ImapNode, user: str, *, starttls: bool, peek: bool, keys: str) -> str:
     """A muttrc for a batch run: the INBOX over TLS (implicit or STARTTLS), ``keys`` pushed."""
     quoted = PASSWORD.replace("\\", "\\\\").replace('"', '\\"')
-    url = (
-        f"imap://127.0.0.1:{node.ports['imap']}"
-        if starttls
-        else (f"imaps://127.0.0.1:{node.ports['imaps']}")
-    )
+    if starttls:
+        url = f"imap://127.0.0.1:{node.ports['imap']}"
+    else:
+        url = f"imaps://127.0.0.1:{node.ports['imaps']}"
     lines = [
         f'set folder="{url}/"',
         'set spoolfile="+INBOX"',
@@ -424,7 +424,7 @@ def neomutt(config: Path, work: Path) -> Run:
     log = work / f"{config.stem}.log"
     run = run_in_pty(
         [NEOMUTT, "-n", "-F", str(config), "-d", "2", "-l", str(log)],
-        env={"TERM": "vt100", "HOME": str(work)},
+        env={"TERM": "vt100", "HOME": str(work), "LC_ALL": "C.UTF-8"},
     )
     commands = [
         _CREDENTIALS.sub(r"\1 <credentials>", found.group(1))
@@ -493,7 +493,7 @@ def test_neomutt_lists_and_reads(node: ImapNode, tmp_path: Path) -> None:
     assert piped.exists(), run.output
     assert piped.read_bytes() == raws[NEOMUTT_READ].replace(b"\r\n", b"\n"), run.output
     assert any(c.split()[1:] == ["STARTTLS"] for c in run.commands), run.output
-    # The server set \\Seen itself, on the body FETCH: neomutt stored no flag.
+    # The server set \Seen itself, on the body FETCH: neomutt stored no flag.
     assert any("FETCH" in c and "BODY[]" in c for c in run.commands), run.output
     assert not any("STORE" in c and "\\Seen" in c for c in run.commands), run.output
     view = server_view(client, "INBOX")
