@@ -32,6 +32,7 @@ __all__ = [
     "create",
     "delete_mailbox",
     "expunge",
+    "highest_modseq",
     "mailbox_by_id",
     "quota_usage",
     "rename",
@@ -72,6 +73,14 @@ class MessageRow:
 def mailbox_by_id(conn: Connection, mailbox_id: int) -> Mailbox | None:
     row = conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).first()
     return None if row is None else index.get_mailbox(conn, row.owner, row.name)
+
+
+def highest_modseq(conn: Connection, mailbox_id: int) -> int | None:
+    """The mailbox's HIGHESTMODSEQ, None when it no longer exists."""
+    value = conn.execute(
+        select(mailboxes.c.highestmodseq).where(mailboxes.c.id == mailbox_id)
+    ).scalar()
+    return None if value is None else int(value)
 
 
 def snapshot(conn: Connection, mailbox_id: int) -> list[Change]:

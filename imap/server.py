@@ -18,7 +18,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 
@@ -197,7 +197,9 @@ async def serve_connection(conn: Connection, session: Session) -> None:
                 continue
             if isinstance(event, ParseError):
                 errors += 1
-                conn.write(serialize(Tagged(event.tag or "*", "BAD", event.code, event.text)))
+                # A literal over the limit is a refusal, not a syntax error (RFC 7889).
+                status: Literal["NO", "BAD"] = "NO" if event.code == "TOOBIG" else "BAD"
+                conn.write(serialize(Tagged(event.tag or "*", status, event.code, event.text)))
                 if errors >= MAX_ERRORS:
                     conn.write(b"* BYE Too many invalid commands\r\n")
                     break

@@ -1055,11 +1055,15 @@ class Session:
         mailbox_id = view.mailbox_id
 
         def read(conn: Connection) -> Any:
+            # One indexed read when nothing changed, the common case after a command.
+            highest = backend.highest_modseq(conn, mailbox_id)
+            if highest is None or highest <= since:
+                return [], [], highest
             changed, gone = backend.changes_since(conn, mailbox_id, since)
-            return changed, gone, backend.mailbox_by_id(conn, mailbox_id)
+            return changed, gone, highest
 
-        changed, gone, mailbox = await self.db_read(read)
-        if mailbox is None:  # deleted under us
+        changed, gone, highest = await self.db_read(read)
+        if highest is None:  # deleted under us
             self.untagged("BYE The selected mailbox was deleted")
             self.closing = True
             return

@@ -448,3 +448,87 @@ def test_multiappend_catenate_and_binary_append(node: ImapNode) -> None:
     binary_out = out.split(b"h FETCH")[-1]
     assert b"AAH/" in binary_out, "BODY[1] of a literal8 is stored as base64"
     assert b"~{5}\r\n\x00\x01\xff\r\n" in binary_out, "BINARY[1] gives the bytes back"
+
+
+# ------------------------------------------------------------------ extensions
+
+
+def test_namespace_id_enable_unselect_status_size_and_appendlimit(node: ImapNode) -> None:
+    user = node.new_user()
+    node.deliver(user, MESSAGE)
+    out = raw_exchange(
+        node.ports["imaps"],
+        [
+            f'a LOGIN "{user}" "{PASSWORD}"\r\n'.encode(),
+            b"b NAMESPACE\r\n",
+            b'c ID ("name" "test-client")\r\n',
+            b"d ENABLE CONDSTORE UTF8=ACCEPT\r\n",
+            b"e STATUS INBOX (MESSAGES UNSEEN SIZE UIDNEXT HIGHESTMODSEQ APPENDLIMIT)\r\n",
+            b"f SELECT INBOX\r\n",
+            b"g UNSELECT\r\n",
+            b"h FETCH 1 FLAGS\r\n",
+            b'i LIST "" "*" RETURN (STATUS (MESSAGES))\r\n',
+            b"j APPEND INBOX {999999999}\r\n",
+        ],
+        node.context(),
+    )
+    assert b'* NAMESPACE (("" "/")) NIL NIL' in out
+    assert re.search(rb'\* ID \("name" "mssante-operator"\)', out)
+    assert b"* ENABLED CONDSTORE UTF8=ACCEPT" in out
+    size = len(MESSAGE)
+    assert re.search(
+        rb"\* STATUS \"?INBOX\"? \(MESSAGES 1 UNSEEN 1 SIZE %d UIDNEXT 2 HIGHESTMODSEQ \d+ "
+        rb"APPENDLIMIT \d+\)" % size,
+        out,
+    )
+    assert re.search(rb"\r\ng OK", out) and re.search(rb"\r\nh BAD", out), "UNSELECT leaves"
+    assert re.search(rb'\* STATUS "?Archive"? \(MESSAGES 0\)', out), "LIST-STATUS"
+    assert re.search(rb"\r\nj NO \[TOOBIG\]", out), "a literal over APPENDLIMIT is refused first"
+
+
+def test_sort_thread_and_esearch(node: ImapNode) -> None:
+    user = node.new_user()
+    for subject, sender in (("b", "zoe"), ("Re: a", "adam"), ("a", "marc")):
+        node.deliver(
+            user,
+            MESSAGE.replace(b"compte rendu", subject.encode()).replace(
+                b"martin@", sender.encode() + b"@"
+            ),
+        )
+    client = node.login(user)
+    ok(client.select("INBOX"))
+    assert ok(client.sort("(SUBJECT)", "UTF-8", "ALL"))[0] == b"2 3 1"
+    assert ok(client.sort("(FROM)", "UTF-8", "ALL"))[0] == b"2 3 1"
+    # same Date: threads in sequence order of their first message
+    assert ok(client.thread("ORDEREDSUBJECT", "UTF-8", "ALL"))[0] == b"(1)(2 3)"
+    typ, _ = client._simple_command("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+    assert typ == "OK"
+    esearch = client.untagged_responses.pop("ESEARCH")[0]
+    assert b"MIN 1 MAX 3 COUNT 3" in esearch
+    client.logout()
+
+
+def test_seen_hook_fires_once_per_message_on_every_path(node: ImapNode) -> None:
+    calls: list[tuple[str, list[int]]] = []
+
+    async def hook(owner: str, mailbox_id: int, uids: object) -> None:
+        calls.append((owner, list(uids)))  # type: ignore[call-overload]
+
+    node.runtime.seen_hooks.append(hook)
+    try:
+        user = node.new_user()
+        for _ in range(3):
+            node.deliver(user, MESSAGE)
+        client = node.login(user)
+        ok(client.select("INBOX"))
+        ok(client.fetch("1", "(BODY.PEEK[])"))
+        assert calls == [], "PEEK reads without marking"
+        ok(client.fetch("1", "(BODY[TEXT])"))
+        ok(client.store("2", "+FLAGS", r"(\Seen)"))
+        ok(client.store("1:2", "+FLAGS", r"(\Seen \Flagged)"))  # already seen: no new call
+        ok(client.append("INBOX", r"(\Seen)", None, MESSAGE))
+        client.logout()
+        owner = user.lower()
+        assert calls == [(owner, [1]), (owner, [2]), (owner, [4])]
+    finally:
+        node.runtime.seen_hooks.remove(hook)
