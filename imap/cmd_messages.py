@@ -1,0 +1,471 @@
+"""The commands on the messages of the selected mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from imap import backend
+from imap import fetch as fetching
+from imap import search as searching
+from imap import sort as sorting
+from imap.backend import MessageRow
+from imap.grammar import (
+    Command,
+    ListValue,
+    Number,
+    SequenceSet,
+    as_sequence_set,
+    encode_value,
+)
+from imap.messages import LazyMessage
+from imap.mime import (
+    MimeError,
+    Part,
+    parse_message,
+)
+from imap.selected import flag_list, uid_set_text
+from imap.state import (
+    Bad,
+    No,
+    SessionState,
+    structure_json,
+    word_of,
+)
+from mssante import index
+from mssante.index import MailboxNotFound
+from mssante.schema import mailbox_messages
+from mssante.store import BlobStore
+
+__all__ = ["MessageCommands"]
+
+
+class MessageCommands(SessionState):
+    """Selected state: FETCH, STORE, COPY, MOVE, EXPUNGE, SEARCH, SORT, THREAD, CLOSE."""
+
+    async def cmd_close(self, cmd: Command) -> tuple[str | None, str]:
+        self._no_args(cmd)
+        view = self.selected
+        assert view is not None
+        if not view.readonly:
+            await self.db_write(lambda conn: backend.expunge(conn, view.mailbox_id))
+            self.context.events.publish(view.mailbox_id)
+        self.selected = None
+        self.state = "authenticated"
+        return None, "CLOSE completed"
+
+    async def cmd_unselect(self, cmd: Command) -> tuple[str | None, str]:
+        self._no_args(cmd)
+        self.selected = None
+        self.state = "authenticated"
+        return None, "UNSELECT completed"
+
+    async def cmd_expunge(self, cmd: Command) -> tuple[str | None, str]:
+        self._no_args(cmd)
+        return await self._expunge(None)
+
+    async def cmd_uid_expunge(self, cmd: Command) -> tuple[str | None, str]:
+        if len(cmd.args) != 1:
+            raise Bad("UID EXPUNGE takes a UID set")
+        view = self._view()
+        uids = view.resolve(as_sequence_set(cmd.args[0]), uid=True)
+        return await self._expunge(uids)
+
+    async def _expunge(self, uids: list[int] | None) -> tuple[str | None, str]:
+        view = self._view()
+        if view.readonly:
+            raise No("The mailbox is read-only", "READ-ONLY")
+        mailbox_id = view.mailbox_id
+        gone = await self.db_write(lambda conn: backend.expunge(conn, mailbox_id, uids))
+        if gone:
+            self.context.events.publish(mailbox_id)
+        return None, "EXPUNGE completed"
+
+    async def cmd_fetch(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._fetch(cmd, uid=False)
+
+    async def cmd_uid_fetch(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._fetch(cmd, uid=True)
+
+    async def _fetch(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
+        if len(cmd.args) not in (2, 3):
+            raise Bad("FETCH takes a message set, attributes and optional modifiers")
+        view = self._view()
+        request = fetching.parse_fetch(
+            cmd.args[1], cmd.args[2] if len(cmd.args) == 3 else None, uid=uid, qresync=self.qresync
+        )
+        if request.changed_since is not None or request.wants("MODSEQ"):
+            self._enable_condstore()
+        uids = self._resolve(cmd.args[0], uid=uid)
+        if request.vanished and request.changed_since is not None:
+            await self._vanished_earlier(as_sequence_set(cmd.args[0]), request.changed_since)
+        live = view.live(uids)
+        if request.changed_since is not None:
+            since = request.changed_since
+            live = [u for u in live if view.modseqs.get(u, 0) > since]
+        seen_now: set[int] = set()
+        if request.sets_seen and not view.readonly:
+            seen_now = await self._mark_seen(live)
+        rows: dict[int, MessageRow] = {}
+        if request.needs_row and live:
+            rows = await self._rows(live, request.needs_structure or request.needs_bytes)
+        with_flags = fetching.add_flags(request)
+        messages = []
+        for message_uid in live:
+            row = rows.get(message_uid)
+            if request.needs_row and row is None:
+                continue  # expunged between the sync and now: nothing to show
+            seq = view.seq_of(message_uid)
+            assert seq is not None
+            msg = fetching.MessageData(
+                uid=message_uid,
+                flags=flag_list(view.flags_of(message_uid)),
+                modseq=view.modseqs.get(message_uid, 0),
+                size=row.blob.size if row is not None else 0,
+                internal_date=row.internal_date if row is not None else _EPOCH,
+                root=_structure(row) if row is not None else None,
+                data=_MessageLoader(self.context.store, row).read if row is not None else _no_data,
+            )
+            messages.append((seq, with_flags if message_uid in seen_now else request, msg))
+        lines, failed = await asyncio.to_thread(_fetch_lines, messages)
+        for line in lines:
+            self.io.write(line)
+            if len(line) > 65536:
+                await self.io.drain()
+        if failed:
+            raise No("A part has an unknown content transfer encoding", "UNKNOWN-CTE")
+        return None, "FETCH completed"
+
+    async def _vanished_earlier(self, asked: SequenceSet, since: int) -> None:
+        """QRESYNC's ``VANISHED (EARLIER)``: UIDs of the asked ranges expunged since ``since``."""
+        view = self._view()
+        mailbox_id = view.mailbox_id
+        _, gone = await self.db_read(lambda conn: backend.changes_since(conn, mailbox_id, since))
+        top = max([*view.uids, *(u for u, _ in gone)], default=0)
+        ranges = [(min(lo or top, hi or top), max(lo or top, hi or top)) for lo, hi in asked.ranges]
+        vanished = sorted(u for u, _ in gone if any(a <= u <= b for a, b in ranges))
+        if vanished:
+            self.untagged(f"VANISHED (EARLIER) {uid_set_text(vanished)}")
+
+    async def _rows(self, uids: list[int], structure: bool) -> dict[int, MessageRow]:
+        view = self._view()
+        mailbox_id = view.mailbox_id
+        found: list[MessageRow] = await self.db_read(
+            lambda conn: backend.rows(conn, mailbox_id, uids)
+        )
+        missing = {r.id: r for r in found if r.structure is None}
+        if structure and missing:
+            parsed = await asyncio.to_thread(self._parse_rows, list(missing.values()))
+            await self.db_write(lambda conn: backend.save_structure(conn, parsed))
+            found = [_with_structure(r, parsed[r.id]) if r.id in parsed else r for r in found]
+        return {r.uid: r for r in found}
+
+    def _parse_rows(self, rows: list[MessageRow]) -> dict[int, str]:
+        return {
+            r.id: structure_json(parse_message(self.context.store.read(r.blob.sha256)))
+            for r in rows
+        }
+
+    async def _mark_seen(self, uids: list[int]) -> set[int]:
+        """Set \\Seen on the messages a body FETCH reads; those that changed."""
+        view = self._view()
+        unseen = [u for u in uids if "\\Seen" not in view.flags.get(u, frozenset())]
+        if not unseen:
+            return set()
+        mailbox_id = view.mailbox_id
+        changed, _ = await self.db_write(
+            lambda conn: backend.store_flags(conn, mailbox_id, unseen, "add", frozenset({"\\Seen"}))
+        )
+        view.record(changed)
+        self.context.events.publish(mailbox_id)
+        mailbox = await self._selected_mailbox()
+        await self._seen(mailbox, [c.uid for c in changed])
+        return {c.uid for c in changed}
+
+    async def cmd_store(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._store(cmd, uid=False)
+
+    async def cmd_uid_store(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._store(cmd, uid=True)
+
+    async def _store(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
+        args = list(cmd.args)
+        if len(args) < 3:
+            raise Bad("STORE takes a message set, an action and flags")
+        view = self._view()
+        unchanged_since = None
+        given = args[1]
+        if isinstance(given, ListValue):
+            modifiers = given.items
+            args.pop(1)
+            if (
+                len(modifiers) != 2
+                or word_of(modifiers[0]) != "UNCHANGEDSINCE"
+                or not isinstance(modifiers[1], Number)
+            ):
+                raise Bad("Unknown STORE modifier")
+            unchanged_since = modifiers[1].value
+            self._enable_condstore()
+        if len(args) < 3:
+            raise Bad("STORE takes a message set, an action and flags")
+        action = word_of(args[1])
+        silent = action.endswith(".SILENT")
+        base = action.removesuffix(".SILENT")
+        modes = {"FLAGS": "set", "+FLAGS": "add", "-FLAGS": "remove"}
+        if base not in modes:
+            raise Bad("STORE action must be FLAGS, +FLAGS or -FLAGS")
+        flags = self._flags_arg(args[2] if len(args) == 3 else ListValue(tuple(args[2:])))
+        uids = self._resolve(args[0], uid=uid)
+        if view.readonly:
+            raise No("The mailbox is read-only", "READ-ONLY")
+        live = view.live(uids)
+        mailbox_id = view.mailbox_id
+        before_seen = {u for u in live if "\\Seen" in view.flags.get(u, frozenset())}
+        changed, refused = await self.db_write(
+            lambda conn: backend.store_flags(
+                conn,
+                mailbox_id,
+                live,
+                modes[base],  # type: ignore[arg-type]
+                flags - {"\\Recent"},
+                unchanged_since=unchanged_since,
+            )
+        )
+        view.record(changed)
+        if changed:
+            self.context.events.publish(mailbox_id)
+        changed_uids = {c.uid for c in changed}
+        for message_uid in live:
+            if message_uid in refused:
+                continue
+            if silent and not (unchanged_since is not None and message_uid in changed_uids):
+                continue
+            if message_uid in changed_uids or not silent:
+                self.send(view.fetch_flags(message_uid, with_uid=uid))
+        newly_seen = [c.uid for c in changed if "\\Seen" in c.flags and c.uid not in before_seen]
+        if newly_seen:
+            await self._seen(await self._selected_mailbox(), newly_seen)
+        if refused:
+            text = (
+                uid_set_text(refused)
+                if uid
+                else uid_set_text(
+                    sorted(s for s in (view.seq_of(u) for u in refused) if s is not None)
+                )
+            )
+            return f"MODIFIED {text}", "Conditional STORE failed for some messages"
+        return None, "STORE completed"
+
+    async def cmd_copy(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._copy(cmd, uid=False, move=False)
+
+    async def cmd_uid_copy(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._copy(cmd, uid=True, move=False)
+
+    async def cmd_move(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._copy(cmd, uid=False, move=True)
+
+    async def cmd_uid_move(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._copy(cmd, uid=True, move=True)
+
+    async def _copy(self, cmd: Command, *, uid: bool, move: bool) -> tuple[str | None, str]:
+        if len(cmd.args) != 2:
+            raise Bad(f"{cmd.name} takes a message set and a mailbox name")
+        view = self._view()
+        uids = view.live(self._resolve(cmd.args[0], uid=uid))
+        target = await self._mailbox(self._name_in(cmd.args[1]), missing="TRYCREATE")
+        if move and view.readonly:
+            raise No("The mailbox is read-only", "READ-ONLY")
+        if not uids:
+            return None, f"{cmd.name} completed (no messages)"
+        source_id = view.mailbox_id
+        size = await self.db_read(
+            lambda conn: sum(r.blob.size for r in backend.rows(conn, source_id, uids))
+        )
+        await self._check_quota(0 if move else size)
+        now = self.context.clock.now()
+
+        def run(conn: Connection) -> list[tuple[int, int]]:
+            current = index.get_mailbox(conn, target.owner, target.name)
+            if current is None:
+                raise MailboxNotFound(target.name)
+            pairs = backend.copy_messages(conn, source_id, current, uids, now=now)
+            if move:
+                backend.remove(conn, source_id, [s for s, _ in pairs])
+            return pairs
+
+        try:
+            pairs = await self.db_write(run)
+        except MailboxNotFound:
+            raise No("Mailbox does not exist", "NONEXISTENT") from None
+        self.context.events.publish(target.id)
+        code = None
+        if pairs:
+            code = (
+                f"COPYUID {target.uidvalidity} {uid_set_text([s for s, _ in pairs])} "
+                f"{uid_set_text([d for _, d in pairs])}"
+            )
+        if move:
+            self.context.events.publish(source_id)
+            if code is not None:
+                self.untagged(f"OK [{code}] Moved")
+                code = None
+            await self._sync(announce_expunges=True)
+        return code, f"{cmd.name} completed"
+
+    async def _views(self, needs_index: bool) -> list[LazyMessage]:
+        view = self._view()
+        mailbox_id = view.mailbox_id
+        facts: dict[int, tuple[int, datetime, str]] = {}
+        if needs_index:
+
+            def load(conn: Connection) -> dict[int, tuple[int, datetime, str]]:
+                result = conn.execute(
+                    select(
+                        mailbox_messages.c.uid,
+                        mailbox_messages.c.size,
+                        mailbox_messages.c.internal_date,
+                        mailbox_messages.c.blob_sha256,
+                    ).where(mailbox_messages.c.mailbox_id == mailbox_id)
+                )
+                return {u: (s, d, b) for u, s, d, b in result}
+
+            facts = await self.db_read(load)
+        store = self.context.store
+        out = []
+        for seq, message_uid in enumerate(view.uids, start=1):
+            size, date, sha = facts.get(message_uid, (0, _EPOCH, ""))
+            out.append(
+                LazyMessage(
+                    seq=seq,
+                    uid=message_uid,
+                    flags=view.flags_of(message_uid),
+                    internal_date=date,
+                    size=size,
+                    modseq=view.modseqs.get(message_uid, 0),
+                    load=_reader(store, sha),
+                )
+            )
+        return out
+
+    def _search_context(self) -> searching.SearchContext:
+        view = self._view()
+        return searching.SearchContext(
+            max_seq=view.exists,
+            max_uid=view.uids[-1] if view.uids else 0,
+            saved=self.saved_search,
+            recent=frozenset(view.recent),
+        )
+
+    async def cmd_search(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._search(cmd, uid=False)
+
+    async def cmd_uid_search(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._search(cmd, uid=True)
+
+    async def _search(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
+        program = searching.parse_search(cmd.args, uid_command=uid)
+        if program.uses_modseq:
+            self._enable_condstore()
+        views = await self._views(needs_index=True)
+        context = self._search_context()
+        found = await asyncio.to_thread(searching.matching, program, views, context)
+        options = program.return_options
+        if options is not None and "SAVE" in options:
+            self.saved_search = searching.saved_uids(program, found)
+        if options is None and not self.rev2:
+            self.untagged(searching.search_response(program, found))
+        else:
+            line = searching.esearch_response(program, cmd.tag, found)
+            if line is not None:
+                self.untagged(line)
+        return None, "SEARCH completed"
+
+    async def cmd_sort(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._sort(cmd, uid=False)
+
+    async def cmd_uid_sort(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._sort(cmd, uid=True)
+
+    async def _sort(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
+        program = sorting.parse_sort(cmd.args, uid_command=uid)
+        views = await self._views(needs_index=True)
+        found = await asyncio.to_thread(sorting.sort_views, program, views, self._search_context())
+        if program.search.return_options is None:
+            self.untagged(searching.search_response(program.search, found, name="SORT"))
+        else:  # ESORT (RFC 5267): the ESEARCH form, MIN and MAX in sort order
+            line = searching.esearch_response(program.search, cmd.tag, found)
+            if line is not None:
+                self.untagged(line)
+            if "SAVE" in program.search.return_options:
+                self.saved_search = searching.saved_uids(program.search, found)
+        return None, "SORT completed"
+
+    async def cmd_thread(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._thread(cmd, uid=False)
+
+    async def cmd_uid_thread(self, cmd: Command) -> tuple[str | None, str]:
+        return await self._thread(cmd, uid=True)
+
+    async def _thread(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
+        program = sorting.parse_thread(cmd.args, uid_command=uid)
+        views = await self._views(needs_index=True)
+        threads = await asyncio.to_thread(
+            sorting.thread_messages, program, views, self._search_context()
+        )
+        text = sorting.format_threads(threads, use_uid=uid)
+        self.untagged("THREAD" + (f" {text}" if text else ""))
+        return None, "THREAD completed"
+
+
+_EPOCH = datetime(1970, 1, 1).astimezone()
+
+
+def _structure(row: MessageRow) -> Part | None:
+    if row.structure is None:
+        return None
+    return Part.from_json(json.loads(row.structure))
+
+
+def _with_structure(row: MessageRow, structure: str) -> MessageRow:
+    return replace(row, structure=structure)
+
+
+def _fetch_lines(
+    messages: list[tuple[int, fetching.FetchRequest, fetching.MessageData]],
+) -> tuple[list[bytes], bool]:
+    """The FETCH response lines (in a worker thread: sections read the store)."""
+    lines, failed = [], False
+    for seq, request, msg in messages:
+        try:
+            items = fetching.message_items(request, msg)
+        except MimeError:
+            failed = True
+            continue
+        lines.append(b"* %d FETCH " % seq + encode_value(ListValue(items)) + b"\r\n")
+    return lines, failed
+
+
+class _MessageLoader:
+    def __init__(self, store: BlobStore, row: MessageRow) -> None:
+        self._store = store
+        self._row = row
+        self._data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self._data is None:
+            self._data = self._store.read(self._row.blob.sha256)
+        return self._data
+
+
+def _reader(store: BlobStore, sha: str) -> Callable[[], bytes]:
+    return lambda: store.read(sha)
+
+
+def _no_data() -> bytes:
+    raise AssertionError("the request did not need the message bytes")
