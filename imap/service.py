@@ -36,11 +36,7 @@ def imap_services(runtime: Runtime) -> list[Service]:
     listeners = config.listeners
     if not (listeners.imap.enabled or listeners.imaps.enabled):
         return []
-    trust = TrustStore(
-        config.path(config.tls.ca_file),
-        [config.path(p) for p in config.tls.crl_files],
-        [config.path(config.tls.cert_file)],
-    )
+    trust = TrustStore.from_config(config)
     cert_file, key_file = config.path(config.tls.cert_file), config.path(config.tls.key_file)
     contexts: dict[str, ssl.SSLContext] = {}
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from certs import BundleError, load_certificates, load_crls
 from certs import tls as certs_tls
 from certs.verify import Purpose, VerifyResult, verify_chain
+from mssante.config import Config
 
 __all__ = ["NO_CHECK_TIME", "TrustStore", "client_cert_server_context"]
 
@@ -46,6 +47,15 @@ class TrustStore:
     _anchors: list[x509.Certificate] = field(default_factory=list)
     _intermediates: list[x509.Certificate] = field(default_factory=list)
     _crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: Config) -> TrustStore:
+        """The node's anchors and CRLs; its own chain supplies known intermediates."""
+        return cls(
+            config.path(config.tls.ca_file),
+            [config.path(p) for p in config.tls.crl_files],
+            [config.path(config.tls.cert_file)],
+        )
 
     def _mtimes(self) -> tuple[float, ...]:
         stamps = []

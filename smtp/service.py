@@ -65,11 +65,7 @@ def authenticator(runtime: Runtime) -> Authenticator:
 def smtp_services(runtime: Runtime) -> list[Service]:
     config = runtime.config
     db = runtime.db
-    trust = TrustStore(
-        config.path(config.tls.ca_file),
-        [config.path(p) for p in config.tls.crl_files],
-        [config.path(config.tls.cert_file)],
-    )
+    trust = TrustStore.from_config(config)
     routing = RoutingContext.from_config(config)
     caps = SizeCaps.from_config(config)
     cert_file, key_file = config.path(config.tls.cert_file), config.path(config.tls.key_file)
