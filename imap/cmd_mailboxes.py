@@ -57,19 +57,21 @@ class MailboxCommands(SessionState):
             self.untagged("OK [CLOSED] Previous mailbox closed")
         self.state = "authenticated"
         assert self.user is not None
-        user = self.user
+        user, rev2 = self.user, self.rev2
 
         def load(conn: Connection) -> tuple[Mailbox, list[Change], tuple[int, int], int] | None:
             mailbox = index.get_mailbox(conn, user, name)
             if mailbox is None:
                 return None
             messages = backend.snapshot(conn, mailbox.id)
-            # EXAMINE shows \\Recent without taking it from the next read-write session.
-            recent = (
-                (mailbox.recent_uid, mailbox.uidnext)
-                if readonly
-                else backend.take_recent(conn, mailbox.id, mailbox.uidnext)
-            )
+            # EXAMINE shows \\Recent without taking it from the next read-write
+            # session; IMAP4rev2 has no \\Recent at all (RFC 9051 appendix E).
+            if rev2:
+                recent = (0, 0)
+            elif readonly:
+                recent = (mailbox.recent_uid, mailbox.uidnext)
+            else:
+                recent = backend.take_recent(conn, mailbox.id, mailbox.uidnext)
             unseen_uid = next((m.uid for m in messages if "\\Seen" not in m.flags), 0)
             return mailbox, messages, recent, unseen_uid
 
@@ -92,7 +94,8 @@ class MailboxCommands(SessionState):
         for response in view.flags_responses():
             self.send(response)
         self.untagged(f"{view.exists} EXISTS")
-        self.untagged(f"{len(view.recent)} RECENT")
+        if not self.rev2:
+            self.untagged(f"{len(view.recent)} RECENT")
         if unseen_uid and not self.rev2:
             self.untagged(f"OK [UNSEEN {view.seq_of(unseen_uid)}] First unseen.")
         self.untagged(f"OK [UIDVALIDITY {mailbox.uidvalidity}] UIDs valid")

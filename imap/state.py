@@ -314,7 +314,7 @@ class SessionState:
         )
         for response in responses:
             self.send(response)
-        if new and not view.readonly:
+        if new and not view.readonly and not self.rev2:
             top = max(new) + 1
             low, high = await self.db_write(lambda conn: backend.take_recent(conn, mailbox_id, top))
             for response in view.claim_recent(low, high):

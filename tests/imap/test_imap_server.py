@@ -532,3 +532,55 @@ def test_seen_hook_fires_once_per_message_on_every_path(node: ImapNode) -> None:
         assert calls == [(owner, [1]), (owner, [2]), (owner, [4])]
     finally:
         node.runtime.seen_hooks.remove(hook)
+
+
+def test_error_paths_and_imap4rev2(node: ImapNode) -> None:
+    user = node.new_user()
+    node.deliver(user, MESSAGE, flags=["\\Deleted"])
+    node.deliver(user, MESSAGE, flags=["\\Deleted"])
+    node.deliver(
+        user,
+        MESSAGE.replace(
+            b"\r\n\r\n", b"\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: x-odd\r\n\r\n"
+        ),
+    )
+    out = raw_exchange(
+        node.ports["imaps"],
+        [
+            f'a LOGIN "{user}" "{PASSWORD}"\r\n'.encode(),
+            b"b APPEND Nowhere {3+}\r\nx\r\n\r\n",
+            b"c SUBSCRIBE Nowhere\r\n",
+            b'd SETQUOTA "" (STORAGE 10)\r\n',
+            b"e EXAMINE INBOX\r\n",
+            b"f STORE 1 +FLAGS (\\Seen)\r\n",
+            b"g SELECT INBOX\r\n",
+            b"h COPY 1 Nowhere\r\n",
+            b"i FETCH 3 BINARY[1]\r\n",
+            b"j UID EXPUNGE 2\r\n",
+            b"k CLOSE\r\n",
+            b"l ENABLE IMAP4rev2\r\n",
+            b"m SELECT INBOX\r\n",
+            b"n SEARCH ALL\r\n",
+            b"o IDLE\r\nnot done\r\n",
+        ],
+        node.context(),
+    )
+
+    def reply(tag: bytes) -> bytes:
+        found = re.search(rb"\r\n" + tag + rb" (OK|NO|BAD)[^\r]*", out)
+        assert found, tag
+        return found.group(0).strip()
+
+    assert reply(b"b").startswith(b"b NO [TRYCREATE]")
+    assert reply(b"c").startswith(b"c NO [NONEXISTENT]")
+    assert reply(b"d").startswith(b"d NO [NOPERM]")
+    assert reply(b"e").startswith(b"e OK [READ-ONLY]")
+    assert reply(b"f").startswith(b"f NO [READ-ONLY]")
+    assert reply(b"h").startswith(b"h NO [TRYCREATE]")
+    assert reply(b"i").startswith(b"i NO [UNKNOWN-CTE]")
+    assert b"* 2 EXPUNGE" in out.split(b"\r\ni ")[1].split(b"\r\nj ")[0]
+    assert reply(b"k").startswith(b"k OK")
+    after = out.split(b"\r\nl ")[1]
+    assert b"RECENT" not in after.split(b"\r\nm OK")[0], "IMAP4rev2 has no \\Recent"
+    assert re.search(rb'\* ESEARCH \(TAG "n"\) ALL 1\r\n', after), "CLOSE expunged message 1"
+    assert reply(b"o").startswith(b"o BAD")
