@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -43,6 +44,10 @@ from mssante.schema import mailbox_messages
 from mssante.store import BlobStore
 
 __all__ = ["MessageCommands"]
+
+
+#: Background cache writes, kept referenced until done (asyncio holds tasks weakly).
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 class MessageCommands(SessionState):
@@ -161,9 +166,26 @@ class MessageCommands(SessionState):
         missing = {r.id: r for r in found if r.structure is None}
         if structure and missing:
             parsed = await asyncio.to_thread(self._parse_rows, list(missing.values()))
-            await self.db_write(lambda conn: backend.save_structure(conn, parsed))
+            self._cache_structures(parsed)
             found = [_with_structure(r, parsed[r.id]) if r.id in parsed else r for r in found]
         return {r.uid: r for r in found}
+
+    def _cache_structures(self, parsed: dict[int, str]) -> None:
+        """Write parsed structures to the index in the background.
+
+        The index is a cache (the message is the truth): the client need not wait
+        for this commit, and a lost write only means parsing again next time.
+        """
+
+        async def save() -> None:
+            try:
+                await self.db_write(lambda conn: backend.save_structure(conn, parsed))
+            except Exception:
+                self.log("structure cache not written", logging.WARNING)
+
+        task = asyncio.create_task(save())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     def _parse_rows(self, rows: list[MessageRow]) -> dict[int, str]:
         return {
