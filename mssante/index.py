@@ -160,9 +160,16 @@ def _next_uidvalidity(conn: Connection, now: datetime) -> int:
 
 def ensure_default_mailboxes(conn: Connection, owner: str, *, now: datetime) -> list[Mailbox]:
     """Create (and subscribe) INBOX and the special-use mailboxes of a BAL where missing."""
+    names = [name for name, _ in DEFAULT_MAILBOXES]
+    found = {
+        row.name: _mailbox(row)
+        for row in conn.execute(
+            select(mailboxes).where(mailboxes.c.owner == owner, mailboxes.c.name.in_(names))
+        )
+    }  # one query on every delivery; creation happens once per BAL
     result = []
     for name, special_use in DEFAULT_MAILBOXES:
-        existing = get_mailbox(conn, owner, name)
+        existing = found.get(name)
         if existing is None:
             existing = create_mailbox(conn, owner, name, now=now, special_use=special_use)
             subscribe(conn, owner, name)
