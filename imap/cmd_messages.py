@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -24,7 +23,7 @@ from imap.grammar import (
     as_sequence_set,
     encode_value,
 )
-from imap.messages import LazyMessage
+from imap.messages import ContentCache, LazyMessage
 from imap.mime import (
     MimeError,
     Part,
@@ -46,6 +45,9 @@ from mssante.store import BlobStore
 __all__ = ["MessageCommands"]
 
 
+#: FETCH responses rendered (then sent) at a time: flags-only, and with message bodies.
+_BATCH = 5000
+_BATCH_WITH_BODIES = 200
 #: Background cache writes, kept referenced until done (asyncio holds tasks weakly).
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
@@ -120,28 +122,43 @@ class MessageCommands(SessionState):
         if request.needs_row and live:
             rows = await self._rows(live, request.needs_structure or request.needs_bytes)
         with_flags = fetching.add_flags(request)
-        messages = []
-        for message_uid in live:
-            row = rows.get(message_uid)
-            if request.needs_row and row is None:
-                continue  # expunged between the sync and now: nothing to show
-            seq = view.seq_of(message_uid)
-            assert seq is not None
-            msg = fetching.MessageData(
-                uid=message_uid,
-                flags=flag_list(view.flags_of(message_uid)),
-                modseq=view.modseqs.get(message_uid, 0),
-                size=row.blob.size if row is not None else 0,
-                internal_date=row.internal_date if row is not None else _EPOCH,
-                root=_structure(row) if row is not None else None,
-                data=_MessageLoader(self.context.store, row).read if row is not None else _no_data,
-            )
-            messages.append((seq, with_flags if message_uid in seen_now else request, msg))
-        lines, failed = await asyncio.to_thread(_fetch_lines, messages)
-        for line in lines:
-            self.io.write(line)
-            if len(line) > 65536:
-                await self.io.drain()
+        needs_row = request.needs_row
+        store = self.context.store
+
+        def render(batch: list[int]) -> tuple[bytes, bool]:
+            """FETCH lines of a batch, in a worker thread (sections read the store)."""
+            out, failed = bytearray(), False
+            for uid in batch:
+                row = rows.get(uid)
+                if needs_row and row is None:
+                    continue  # expunged between the sync and now: nothing to show
+                msg = fetching.MessageData(
+                    uid=uid,
+                    flags=flag_list(view.flags_of(uid)),
+                    modseq=view.modseqs.get(uid, 0),
+                    size=row.blob.size if row is not None else 0,
+                    internal_date=row.internal_date if row is not None else _EPOCH,
+                    root=_structure(row) if row is not None else None,
+                    data=_MessageLoader(store, row).read if row is not None else _no_data,
+                )
+                try:
+                    items = fetching.message_items(with_flags if uid in seen_now else request, msg)
+                except MimeError:
+                    failed = True
+                    continue
+                out += f"* {view.seq_of(uid)} FETCH ".encode()
+                out += encode_value(ListValue(items)) + b"\r\n"
+            return bytes(out), failed
+
+        # Batches: the first responses leave early, many lines share a TLS record,
+        # and memory holds one batch of bodies at most.
+        size = _BATCH_WITH_BODIES if request.needs_bytes else _BATCH
+        failed = False
+        for start in range(0, len(live), size):
+            chunk, bad = await asyncio.to_thread(render, live[start : start + size])
+            failed = failed or bad
+            self.io.write(chunk)
+            await self.io.drain()
         if failed:
             raise No("A part has an unknown content transfer encoding", "UNKNOWN-CTE")
         return None, "FETCH completed"
@@ -340,14 +357,19 @@ class MessageCommands(SessionState):
             await self._sync(announce_expunges=True)
         return code, f"{cmd.name} completed"
 
-    async def _views(self, needs_index: bool) -> list[LazyMessage]:
+    async def _views(self) -> list[LazyMessage]:
+        """The selected messages for SEARCH/SORT/THREAD, built off the event loop."""
         view = self._view()
         mailbox_id = view.mailbox_id
-        facts: dict[int, tuple[int, datetime, str]] = {}
-        if needs_index:
+        uids = list(view.uids)
+        flags = {u: view.flags_of(u) for u in uids}
+        modseqs = dict(view.modseqs)
+        cache = ContentCache(self.context.store)
 
-            def load(conn: Connection) -> dict[int, tuple[int, datetime, str]]:
-                result = conn.execute(
+        def build(conn: Connection) -> list[LazyMessage]:
+            facts = {
+                u: (size, date, sha)
+                for u, size, date, sha in conn.execute(
                     select(
                         mailbox_messages.c.uid,
                         mailbox_messages.c.size,
@@ -355,25 +377,25 @@ class MessageCommands(SessionState):
                         mailbox_messages.c.blob_sha256,
                     ).where(mailbox_messages.c.mailbox_id == mailbox_id)
                 )
-                return {u: (s, d, b) for u, s, d, b in result}
-
-            facts = await self.db_read(load)
-        store = self.context.store
-        out = []
-        for seq, message_uid in enumerate(view.uids, start=1):
-            size, date, sha = facts.get(message_uid, (0, _EPOCH, ""))
-            out.append(
-                LazyMessage(
-                    seq=seq,
-                    uid=message_uid,
-                    flags=view.flags_of(message_uid),
-                    internal_date=date,
-                    size=size,
-                    modseq=view.modseqs.get(message_uid, 0),
-                    load=_reader(store, sha),
+            }
+            out = []
+            for seq, uid in enumerate(uids, start=1):
+                size, date, sha = facts.get(uid, (0, _EPOCH, ""))
+                out.append(
+                    LazyMessage(
+                        seq=seq,
+                        uid=uid,
+                        flags=flags[uid],
+                        internal_date=date,
+                        size=size,
+                        modseq=modseqs.get(uid, 0),
+                        sha256=sha,
+                        cache=cache,
+                    )
                 )
-            )
-        return out
+            return out
+
+        return await self.db_read(build)  # type: ignore[no-any-return]
 
     def _search_context(self) -> searching.SearchContext:
         view = self._view()
@@ -394,7 +416,7 @@ class MessageCommands(SessionState):
         program = searching.parse_search(cmd.args, uid_command=uid)
         if program.uses_modseq:
             self._enable_condstore()
-        views = await self._views(needs_index=True)
+        views = await self._views()
         context = self._search_context()
         found = await asyncio.to_thread(searching.matching, program, views, context)
         options = program.return_options
@@ -416,7 +438,7 @@ class MessageCommands(SessionState):
 
     async def _sort(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
         program = sorting.parse_sort(cmd.args, uid_command=uid)
-        views = await self._views(needs_index=True)
+        views = await self._views()
         found = await asyncio.to_thread(sorting.sort_views, program, views, self._search_context())
         if program.search.return_options is None:
             self.untagged(searching.search_response(program.search, found, name="SORT"))
@@ -436,7 +458,7 @@ class MessageCommands(SessionState):
 
     async def _thread(self, cmd: Command, *, uid: bool) -> tuple[str | None, str]:
         program = sorting.parse_thread(cmd.args, uid_command=uid)
-        views = await self._views(needs_index=True)
+        views = await self._views()
         threads = await asyncio.to_thread(
             sorting.thread_messages, program, views, self._search_context()
         )
@@ -458,21 +480,6 @@ def _with_structure(row: MessageRow, structure: str) -> MessageRow:
     return replace(row, structure=structure)
 
 
-def _fetch_lines(
-    messages: list[tuple[int, fetching.FetchRequest, fetching.MessageData]],
-) -> tuple[list[bytes], bool]:
-    """The FETCH response lines (in a worker thread: sections read the store)."""
-    lines, failed = [], False
-    for seq, request, msg in messages:
-        try:
-            items = fetching.message_items(request, msg)
-        except MimeError:
-            failed = True
-            continue
-        lines.append(b"* %d FETCH " % seq + encode_value(ListValue(items)) + b"\r\n")
-    return lines, failed
-
-
 class _MessageLoader:
     def __init__(self, store: BlobStore, row: MessageRow) -> None:
         self._store = store
@@ -483,10 +490,6 @@ class _MessageLoader:
         if self._data is None:
             self._data = self._store.read(self._row.blob.sha256)
         return self._data
-
-
-def _reader(store: BlobStore, sha: str) -> Callable[[], bytes]:
-    return lambda: store.read(sha)
 
 
 def _no_data() -> bytes:

@@ -1,23 +1,74 @@
 """One message as SEARCH, SORT and THREAD see it: index facts now, content on demand.
 
 The index answers flags, UID, size and dates; the first question about a
-header or the body reads the blob and parses it once. A search over 100,000
-messages by flag or UID therefore never opens a message.
+header or the body reads the blob. A search over 100,000 messages by flag or
+UID therefore never opens a message, and one by header reads only the header
+block of each (the store decrypts segment by segment, so a header search never
+decrypts attachments).
+
+A :class:`ContentCache` shared by the views of one search keeps only the
+message being examined: memory stays that of one message, whatever the size of
+the mailbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from functools import cached_property
 
-from imap.mime import Part, header_values, parse_message, parse_section, section_bytes, text_content
+from imap.mime import (
+    Part,
+    header_values,
+    parse_message,
+    parse_section,
+    section_bytes,
+    text_content,
+)
+from mssante.store import BlobStore
 
-__all__ = ["LazyMessage"]
+__all__ = ["ContentCache", "LazyMessage"]
+
+#: Stop looking for the end of a header block after this much (then read it all).
+_HEADER_LIMIT = 1024 * 1024
+
+
+class ContentCache:
+    """The header block or the whole of one message at a time, parsed once."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._key: tuple[str, bool] | None = None
+        self._value: tuple[bytes, Part] | None = None
+
+    def get(self, sha256: str, *, whole: bool) -> tuple[bytes, Part]:
+        """The message's bytes (``whole``) or its header block, and their parse."""
+        if self._value is not None and self._key in ((sha256, True), (sha256, whole)):
+            return self._value
+        data = self._store.read(sha256) if whole else self._head(sha256)
+        self._key, self._value = (sha256, whole), (data, parse_message(data))
+        return self._value
+
+    def _head(self, sha256: str) -> bytes:
+        """Read segments until the blank line that ends the header block.
+
+        Each segment of an encrypted blob is authenticated as it is read; the
+        whole-blob digest is only checked by full reads (FETCH), which is fine
+        for a search that returns no content.
+        """
+        data = bytearray()
+        for chunk in self._store.open(sha256):
+            data += chunk
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                return bytes(data[: end + 4])
+            if len(data) > _HEADER_LIMIT:
+                break
+        return self._store.read(sha256) if len(data) > _HEADER_LIMIT else bytes(data)
 
 
 class LazyMessage:
+    __slots__ = ("_cache", "_sha256", "flags", "internal_date", "modseq", "seq", "size", "uid")
+
     def __init__(
         self,
         *,
@@ -27,7 +78,8 @@ class LazyMessage:
         internal_date: datetime,
         size: int,
         modseq: int,
-        load: Callable[[], bytes],
+        sha256: str,
+        cache: ContentCache,
     ) -> None:
         self.seq = seq
         self.uid = uid
@@ -35,24 +87,19 @@ class LazyMessage:
         self.internal_date = internal_date
         self.size = size
         self.modseq = modseq
-        self._load = load
-
-    @cached_property
-    def _parsed(self) -> tuple[bytes, Part]:
-        data = self._load()
-        return data, parse_message(data)
+        self._sha256 = sha256
+        self._cache = cache
 
     def header(self, name: str) -> list[str]:
-        data, root = self._parsed
+        data, root = self._cache.get(self._sha256, whole=False)
         return header_values(data, root, name)
 
     def headers_text(self) -> str:
-        data, root = self._parsed
-        raw = section_bytes(data, root, parse_section("HEADER"))
-        return raw.decode("utf-8", "replace")
+        data, root = self._cache.get(self._sha256, whole=False)
+        return section_bytes(data, root, parse_section("HEADER")).decode("utf-8", "replace")
 
     def body_text(self) -> str:
-        data, root = self._parsed
+        data, root = self._cache.get(self._sha256, whole=True)
         return text_content(data, root)
 
     def sent_date(self) -> datetime | None:
