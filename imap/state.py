@@ -45,8 +45,8 @@ from mssante.mailbox_events import MailboxEvents
 from mssante.store import BlobStore
 
 __all__ = [
+    "CANONICAL_FLAGS",
     "STATUS_ITEMS",
-    "SYSTEM_FLAGS",
     "Answered",
     "Bad",
     "Io",
@@ -105,8 +105,6 @@ class SessionContext:
     idle_timeout: float = 30 * 60.0
     external_allowed: Callable[[x509.Certificate], Awaitable[bool]] | None = None
     on_seen: list[SeenHook] = field(default_factory=list)
-    #: Identify "IMAP4rev1 …" capabilities; tests switch features off to check refusals.
-    oauth: bool = False
 
 
 class Bad(Exception):
@@ -125,8 +123,9 @@ class Answered(Exception):
     """The command wrote its own tagged response (STARTTLS) or the connection ended."""
 
 
-SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
-SYSTEM_FLAGS["\\recent"] = "\\Recent"
+#: The spelling we store for each system flag, by its lower-case form (flags are
+#: case-insensitive on the wire, RFC 9051 §2.3.2).
+CANONICAL_FLAGS = {f.lower(): f for f in (*index.SYSTEM_FLAGS, "\\Recent")}
 
 
 def word_of(value: Value) -> str:
@@ -171,7 +170,6 @@ class SessionState:
     qresync: bool = False
     saved_search: frozenset[int] | None = None
     closing: bool = False
-    _authentications: int = 0
 
     def log(self, message: str, level: int = logging.INFO, **fields: object) -> None:
         log.log(level, message, extra={"fields": {"session": self.session_id, **fields}})
@@ -275,7 +273,7 @@ class SessionState:
                 raise Bad("Flags must be atoms")
             flag = item.value
             if flag.startswith("\\"):
-                canonical = SYSTEM_FLAGS.get(flag.lower())
+                canonical = CANONICAL_FLAGS.get(flag.lower())
                 if canonical is None:
                     raise Bad(f"Unknown system flag {flag[:32]}")
                 flag = canonical
