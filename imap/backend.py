@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from mssante import index
 from mssante.index import Mailbox, MailboxExists, MailboxNotFound, normalise_name
@@ -33,7 +33,6 @@ __all__ = [
     "delete_mailbox",
     "expunge",
     "highest_modseq",
-    "mailbox_by_id",
     "quota_usage",
     "rename",
     "rows",
@@ -68,11 +67,6 @@ class MessageRow:
     flags: frozenset[str]
     modseq: int
     structure: str | None
-
-
-def mailbox_by_id(conn: Connection, mailbox_id: int) -> Mailbox | None:
-    row = conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).first()
-    return None if row is None else index.get_mailbox(conn, row.owner, row.name)
 
 
 def highest_modseq(conn: Connection, mailbox_id: int) -> int | None:
@@ -196,7 +190,8 @@ def store_flags(
             updates.append((row_id, uid, new))
     if not updates:
         return [], refused
-    index.add_keywords(conn, mailbox_id, flags)
+    if mode != "remove":
+        index.add_keywords(conn, mailbox_id, flags)
     last = _bump(conn, mailbox_id, len(updates))
     changed = []
     for offset, (row_id, uid, new) in enumerate(updates):
@@ -212,19 +207,13 @@ def store_flags(
 
 def expunge(conn: Connection, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
     """Remove the ``\\Deleted`` messages (only those of ``uids`` when given); their UIDs."""
-    condition = and_(
-        mailbox_messages.c.mailbox_id == mailbox_id,
-        or_(
-            mailbox_messages.c.flags == "\\Deleted",
-            mailbox_messages.c.flags.like("%\\Deleted%"),
-        ),
-    )
-    found = [
-        (uid, flags)
-        for uid, flags in conn.execute(
-            select(mailbox_messages.c.uid, mailbox_messages.c.flags).where(condition)
+    # The index narrows to rows mentioning \\Deleted; the exact flag is checked below.
+    found = conn.execute(
+        select(mailbox_messages.c.uid, mailbox_messages.c.flags).where(
+            mailbox_messages.c.mailbox_id == mailbox_id,
+            mailbox_messages.c.flags.contains("\\Deleted", autoescape=True),
         )
-    ]
+    ).all()
     wanted = None if uids is None else set(uids)
     gone = sorted(
         uid
@@ -289,11 +278,11 @@ def save_structure(conn: Connection, structures: dict[int, str]) -> None:
 
 
 def copy_messages(
-    conn: Connection, source_id: int, target: Mailbox, uids: Sequence[int], *, now: datetime
+    conn: Connection, target: Mailbox, messages: Sequence[MessageRow]
 ) -> list[tuple[int, int]]:
     """Copy messages (same blob, flags and date; new UIDs); ``(source uid, new uid)`` pairs."""
     pairs = []
-    for row in rows(conn, source_id, uids):
+    for row in messages:
         flags = row.flags - {"\\Recent"}
         entry = index.append(conn, target, row.blob, internal_date=row.internal_date, flags=flags)
         if row.structure is not None:
@@ -302,14 +291,19 @@ def copy_messages(
     return pairs
 
 
-def create(conn: Connection, owner: str, name: str, *, now: datetime) -> Mailbox:
-    """CREATE, with any missing parents (RFC 3501 §6.3.3)."""
-    name = normalise_name(name.rstrip(SEPARATOR))
+def _create_parents(conn: Connection, owner: str, name: str, *, now: datetime) -> None:
+    """Create the missing levels above ``name`` (RFC 3501 §6.3.3, and for RENAME)."""
     parts = name.split(SEPARATOR)
     for depth in range(1, len(parts)):
         parent = SEPARATOR.join(parts[:depth])
         if index.get_mailbox(conn, owner, parent) is None:
             index.create_mailbox(conn, owner, parent, now=now)
+
+
+def create(conn: Connection, owner: str, name: str, *, now: datetime) -> Mailbox:
+    """CREATE, with any missing parents."""
+    name = normalise_name(name.rstrip(SEPARATOR))
+    _create_parents(conn, owner, name, now=now)
     return index.create_mailbox(conn, owner, name, now=now)
 
 
@@ -328,8 +322,7 @@ def delete_mailbox(conn: Connection, owner: str, name: str) -> None:
     if child is not None:
         raise MailboxExists("the mailbox has children; delete them first")
     index.announce(conn, mailbox.id)
-    conn.execute(delete(mailbox_expunges).where(mailbox_expunges.c.mailbox_id == mailbox.id))
-    conn.execute(delete(mailbox_messages).where(mailbox_messages.c.mailbox_id == mailbox.id))
+    # Its messages and expunge log go with it (ON DELETE CASCADE).
     conn.execute(delete(mailboxes).where(mailboxes.c.id == mailbox.id))
 
 
@@ -343,15 +336,12 @@ def rename(conn: Connection, owner: str, old: str, new: str, *, now: datetime) -
         raise MailboxExists(f"mailbox {new!r} already exists")
     if source.name == "INBOX":
         target = create(conn, owner, new, now=now)
-        uids = [c.uid for c in snapshot(conn, source.id)]
-        copy_messages(conn, source.id, target, uids, now=now)
-        remove(conn, source.id, uids)
+        moved = copy_messages(
+            conn, target, rows(conn, source.id, [c.uid for c in snapshot(conn, source.id)])
+        )
+        remove(conn, source.id, [uid for uid, _ in moved])
         return
-    parts = new.split(SEPARATOR)
-    for depth in range(1, len(parts)):
-        parent = SEPARATOR.join(parts[:depth])
-        if index.get_mailbox(conn, owner, parent) is None:
-            index.create_mailbox(conn, owner, parent, now=now)
+    _create_parents(conn, owner, new, now=now)
     family = conn.execute(
         select(mailboxes.c.id, mailboxes.c.name).where(
             mailboxes.c.owner == owner,

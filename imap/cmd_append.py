@@ -10,6 +10,7 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import Connection
 
 from imap import backend
+from imap.fetch import apply_partial
 from imap.grammar import (
     Atom,
     Command,
@@ -88,7 +89,7 @@ class AppendCommands(SessionState):
         self.context.events.publish(mailbox.id)
         seen = [uid for uid, (flags, _, _) in zip(uids, messages, strict=True) if "\\Seen" in flags]
         if seen:
-            await self._seen(mailbox, seen)
+            await self._seen(mailbox.owner, mailbox.id, seen)
         return f"APPENDUID {mailbox.uidvalidity} {uid_set_text(uids)}", "APPEND completed"
 
     def _append_groups(
@@ -141,11 +142,7 @@ class AppendCommands(SessionState):
             spec = parse_section(piece.section.upper())
         except ParseError:
             raise No("The URL's section is not valid", bad) from None
-        part = section_bytes(data, parse_message(data), spec)
-        if piece.partial is not None:
-            origin, length = piece.partial
-            part = part[origin:] if length is None else part[origin : origin + length]
-        return part
+        return apply_partial(section_bytes(data, parse_message(data), spec), piece.partial)
 
 
 def _parse_date_time(raw: bytes) -> datetime:

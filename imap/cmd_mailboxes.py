@@ -16,7 +16,6 @@ from imap.grammar import (
     Value,
     as_astring,
     as_sequence_set,
-    encode_value,
 )
 from imap.selected import SelectedView, uid_set_text
 from imap.state import (
@@ -79,15 +78,7 @@ class MailboxCommands(SessionState):
         if loaded is None:
             raise No("Mailbox does not exist", "NONEXISTENT")
         mailbox, messages, recent, unseen_uid = loaded
-        view = SelectedView.load(
-            mailbox_id=mailbox.id,
-            name=mailbox.name,
-            readonly=readonly,
-            uidvalidity=mailbox.uidvalidity,
-            highestmodseq=mailbox.highestmodseq,
-            keywords=mailbox.keywords,
-            messages=messages,
-        )
+        view = SelectedView.load(mailbox, readonly=readonly, messages=messages)
         view.condstore = self.condstore
         view.qresync = self.qresync
         view.recent.update(u for u in view.uids if recent[0] <= u < recent[1])
@@ -101,7 +92,7 @@ class MailboxCommands(SessionState):
         self.untagged(f"OK [UIDVALIDITY {mailbox.uidvalidity}] UIDs valid")
         self.untagged(f"OK [UIDNEXT {mailbox.uidnext}] Predicted next UID")
         self.untagged(f"OK [HIGHESTMODSEQ {mailbox.highestmodseq}] Highest")
-        if cmd.args and len(cmd.args) == 2 and qresync_args is not None:
+        if qresync_args is not None:
             await self._qresync_select(view, qresync_args)
         self.selected = view
         self.state = "selected"
@@ -299,7 +290,7 @@ class MailboxCommands(SessionState):
         by_name = {m.name: m.special_use for m in boxes}
         for entry in listing.list_entries(regexes, by_name, subs, options):
             attrs = " ".join(entry.attributes)
-            name = encode_value(self._name_out(entry.name)).decode("utf-8")
+            name = self._name_out(entry.name)
             extra = ' ("CHILDINFO" ("SUBSCRIBED"))' if entry.child_info else ""
             self.untagged(f'{verb} ({attrs}) "{SEPARATOR}" {name}{extra}')
             if status is not None and entry.name in by_name:
@@ -335,7 +326,7 @@ class MailboxCommands(SessionState):
         if self.selected is not None and self.selected.mailbox_id == mailbox.id:
             values["RECENT"] = len(self.selected.recent)
         body = " ".join(f"{i} {values[i]}" for i in items)
-        encoded = encode_value(self._name_out(mailbox.name)).decode("utf-8")
+        encoded = self._name_out(mailbox.name)
         self.untagged(f"STATUS {encoded} ({body})")
 
     async def cmd_getquotaroot(self, cmd: Command) -> tuple[str | None, str]:
@@ -343,7 +334,7 @@ class MailboxCommands(SessionState):
             raise Bad("GETQUOTAROOT takes a mailbox name")
         name = self._name_in(cmd.args[0])
         await self._mailbox(name)
-        encoded = encode_value(self._name_out(name)).decode("utf-8")
+        encoded = self._name_out(name)
         self.untagged(f'QUOTAROOT {encoded} ""')
         await self._quota_line()
         return None, "GETQUOTAROOT completed"

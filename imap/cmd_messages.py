@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache, partial
 
 from sqlalchemy import Connection, select
 
@@ -14,7 +15,7 @@ from imap import backend
 from imap import fetch as fetching
 from imap import search as searching
 from imap import sort as sorting
-from imap.backend import MessageRow
+from imap.backend import Change, MessageRow
 from imap.grammar import (
     Command,
     ListValue,
@@ -38,9 +39,7 @@ from imap.state import (
     word_of,
 )
 from mssante import index
-from mssante.index import MailboxNotFound
 from mssante.schema import mailbox_messages
-from mssante.store import BlobStore
 
 __all__ = ["MessageCommands"]
 
@@ -79,9 +78,7 @@ class MessageCommands(SessionState):
     async def cmd_uid_expunge(self, cmd: Command) -> tuple[str | None, str]:
         if len(cmd.args) != 1:
             raise Bad("UID EXPUNGE takes a UID set")
-        view = self._view()
-        uids = view.resolve(as_sequence_set(cmd.args[0]), uid=True)
-        return await self._expunge(uids)
+        return await self._expunge(self._resolve(cmd.args[0], uid=True))
 
     async def _expunge(self, uids: list[int] | None) -> tuple[str | None, str]:
         view = self._view()
@@ -139,7 +136,7 @@ class MessageCommands(SessionState):
                     size=row.blob.size if row is not None else 0,
                     internal_date=row.internal_date if row is not None else _EPOCH,
                     root=_structure(row) if row is not None else None,
-                    data=_MessageLoader(store, row).read if row is not None else _no_data,
+                    data=cache(partial(store.read, row.blob.sha256)) if row else _no_data,
                 )
                 try:
                     items = fetching.message_items(with_flags if uid in seen_now else request, msg)
@@ -184,7 +181,7 @@ class MessageCommands(SessionState):
         if structure and missing:
             parsed = await asyncio.to_thread(self._parse_rows, list(missing.values()))
             self._cache_structures(parsed)
-            found = [_with_structure(r, parsed[r.id]) if r.id in parsed else r for r in found]
+            found = [replace(r, structure=parsed[r.id]) if r.id in parsed else r for r in found]
         return {r.uid: r for r in found}
 
     def _cache_structures(self, parsed: dict[int, str]) -> None:
@@ -220,11 +217,23 @@ class MessageCommands(SessionState):
         changed, _ = await self.db_write(
             lambda conn: backend.store_flags(conn, mailbox_id, unseen, "add", frozenset({"\\Seen"}))
         )
+        return await self._flags_stored(changed)
+
+    async def _flags_stored(self, changed: list[Change]) -> set[int]:
+        """After our own flag changes commit: record them, wake the others, run the
+        \\Seen hooks; the UIDs that became \\Seen."""
+        view = self._view()
+        seen = {
+            c.uid
+            for c in changed
+            if "\\Seen" in c.flags and "\\Seen" not in view.flags.get(c.uid, frozenset())
+        }
         view.record(changed)
-        self.context.events.publish(mailbox_id)
-        mailbox = await self._selected_mailbox()
-        await self._seen(mailbox, [c.uid for c in changed])
-        return {c.uid for c in changed}
+        if changed:
+            self.context.events.publish(view.mailbox_id)
+        if seen:
+            await self._seen(view.owner, view.mailbox_id, sorted(seen))
+        return seen
 
     async def cmd_store(self, cmd: Command) -> tuple[str | None, str]:
         return await self._store(cmd, uid=False)
@@ -264,7 +273,6 @@ class MessageCommands(SessionState):
             raise No("The mailbox is read-only", "READ-ONLY")
         live = view.live(uids)
         mailbox_id = view.mailbox_id
-        before_seen = {u for u in live if "\\Seen" in view.flags.get(u, frozenset())}
         changed, refused = await self.db_write(
             lambda conn: backend.store_flags(
                 conn,
@@ -275,20 +283,12 @@ class MessageCommands(SessionState):
                 unchanged_since=unchanged_since,
             )
         )
-        view.record(changed)
-        if changed:
-            self.context.events.publish(mailbox_id)
-        changed_uids = {c.uid for c in changed}
+        await self._flags_stored(changed)
+        # .SILENT still reports what a conditional STORE changed (RFC 7162 §3.2).
+        shown = {c.uid for c in changed} if unchanged_since is not None else set()
         for message_uid in live:
-            if message_uid in refused:
-                continue
-            if silent and not (unchanged_since is not None and message_uid in changed_uids):
-                continue
-            if message_uid in changed_uids or not silent:
+            if message_uid not in refused and (not silent or message_uid in shown):
                 self.send(view.fetch_flags(message_uid, with_uid=uid))
-        newly_seen = [c.uid for c in changed if "\\Seen" in c.flags and c.uid not in before_seen]
-        if newly_seen:
-            await self._seen(await self._selected_mailbox(), newly_seen)
         if refused:
             text = (
                 uid_set_text(refused)
@@ -322,26 +322,23 @@ class MessageCommands(SessionState):
             raise No("The mailbox is read-only", "READ-ONLY")
         if not uids:
             return None, f"{cmd.name} completed (no messages)"
-        source_id = view.mailbox_id
-        size = await self.db_read(
-            lambda conn: sum(r.blob.size for r in backend.rows(conn, source_id, uids))
-        )
-        await self._check_quota(0 if move else size)
-        now = self.context.clock.now()
+        source_id, quota = view.mailbox_id, self.context.quota_bytes
 
         def run(conn: Connection) -> list[tuple[int, int]]:
             current = index.get_mailbox(conn, target.owner, target.name)
             if current is None:
-                raise MailboxNotFound(target.name)
-            pairs = backend.copy_messages(conn, source_id, current, uids, now=now)
+                raise No("Mailbox does not exist", "NONEXISTENT")
+            found = backend.rows(conn, source_id, uids)
+            if not move:  # a MOVE within one owner adds nothing to the quota
+                used, _ = backend.quota_usage(conn, target.owner)
+                if used + sum(r.blob.size for r in found) > quota:
+                    raise No("Mailbox storage quota exceeded", "OVERQUOTA")
+            pairs = backend.copy_messages(conn, current, found)
             if move:
                 backend.remove(conn, source_id, [s for s, _ in pairs])
             return pairs
 
-        try:
-            pairs = await self.db_write(run)
-        except MailboxNotFound:
-            raise No("Mailbox does not exist", "NONEXISTENT") from None
+        pairs = await self.db_write(run)
         self.context.events.publish(target.id)
         code = None
         if pairs:
@@ -467,29 +464,13 @@ class MessageCommands(SessionState):
         return None, "THREAD completed"
 
 
-_EPOCH = datetime(1970, 1, 1).astimezone()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _structure(row: MessageRow) -> Part | None:
     if row.structure is None:
         return None
     return Part.from_json(json.loads(row.structure))
-
-
-def _with_structure(row: MessageRow, structure: str) -> MessageRow:
-    return replace(row, structure=structure)
-
-
-class _MessageLoader:
-    def __init__(self, store: BlobStore, row: MessageRow) -> None:
-        self._store = store
-        self._row = row
-        self._data: bytes | None = None
-
-    def read(self) -> bytes:
-        if self._data is None:
-            self._data = self._store.read(self._row.blob.sha256)
-        return self._data
 
 
 def _no_data() -> bytes:

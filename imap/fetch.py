@@ -30,6 +30,7 @@ __all__ = [
     "FetchRequest",
     "MessageData",
     "add_flags",
+    "apply_partial",
     "internal_date_text",
     "message_items",
     "parse_fetch",
@@ -192,7 +193,8 @@ def internal_date_text(when: datetime) -> str:
     )
 
 
-def _partial(data: bytes, partial: tuple[int, int | None] | None) -> bytes:
+def apply_partial(data: bytes, partial: tuple[int, int | None] | None) -> bytes:
+    """``<origin.length>`` of FETCH and ``;partial=`` of IMAP URLs (RFC 5092)."""
     if partial is None:
         return data
     origin, length = partial
@@ -247,7 +249,10 @@ def message_items(request: FetchRequest, msg: MessageData) -> tuple[Value, ...]:
             out += [Atom(name), _section(msg, section)]
         elif name == "BODY":
             assert item.section is not None
-            out += [Atom(_label(item)), _literal(_partial(_raw(msg, item.section), item.partial))]
+            out += [
+                Atom(_label(item)),
+                _literal(apply_partial(_raw(msg, item.section), item.partial)),
+            ]
         else:
             assert item.section is not None and msg.root is not None
             path = tuple(int(n) for n in item.section.split(".")) if item.section else ()
@@ -255,7 +260,7 @@ def message_items(request: FetchRequest, msg: MessageData) -> tuple[Value, ...]:
             if name == "BINARY.SIZE":
                 out += [Atom(f"BINARY.SIZE[{item.section}]"), Number(len(decoded))]
             else:
-                chunk = _partial(decoded, item.partial)
+                chunk = apply_partial(decoded, item.partial)
                 out += [Atom(_label(item)), String(chunk, binary=b"\x00" in chunk)]
     return tuple(out)
 

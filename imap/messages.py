@@ -13,6 +13,7 @@ the mailbox.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
@@ -66,40 +67,27 @@ class ContentCache:
         return self._store.read(sha256) if len(data) > _HEADER_LIMIT else bytes(data)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LazyMessage:
-    __slots__ = ("_cache", "_sha256", "flags", "internal_date", "modseq", "seq", "size", "uid")
-
-    def __init__(
-        self,
-        *,
-        seq: int,
-        uid: int,
-        flags: frozenset[str],
-        internal_date: datetime,
-        size: int,
-        modseq: int,
-        sha256: str,
-        cache: ContentCache,
-    ) -> None:
-        self.seq = seq
-        self.uid = uid
-        self.flags = flags
-        self.internal_date = internal_date
-        self.size = size
-        self.modseq = modseq
-        self._sha256 = sha256
-        self._cache = cache
+    seq: int
+    uid: int
+    flags: frozenset[str]
+    internal_date: datetime
+    size: int
+    modseq: int
+    sha256: str
+    cache: ContentCache
 
     def header(self, name: str) -> list[str]:
-        data, root = self._cache.get(self._sha256, whole=False)
+        data, root = self.cache.get(self.sha256, whole=False)
         return header_values(data, root, name)
 
     def headers_text(self) -> str:
-        data, root = self._cache.get(self._sha256, whole=False)
+        data, root = self.cache.get(self.sha256, whole=False)
         return section_bytes(data, root, parse_section("HEADER")).decode("utf-8", "replace")
 
     def body_text(self) -> str:
-        data, root = self._cache.get(self._sha256, whole=True)
+        data, root = self.cache.get(self.sha256, whole=True)
         return text_content(data, root)
 
     def sent_date(self) -> datetime | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from imap.backend import Change
 from imap.grammar import Atom, ListValue, Number, SequenceSet, Untagged, Value
+from mssante.index import Mailbox
 
 __all__ = ["OutOfRange", "SelectedView", "flag_list", "uid_set_text"]
 
@@ -52,6 +53,7 @@ def uid_set_text(uids: Sequence[int]) -> str:
 @dataclass
 class SelectedView:
     mailbox_id: int
+    owner: str  # the BAL the mailbox belongs to (the \\Seen hook is told)
     name: str
     readonly: bool
     uidvalidity: int
@@ -67,18 +69,16 @@ class SelectedView:
     qresync: bool = False
 
     @classmethod
-    def load(
-        cls,
-        *,
-        mailbox_id: int,
-        name: str,
-        readonly: bool,
-        uidvalidity: int,
-        highestmodseq: int,
-        keywords: frozenset[str],
-        messages: Sequence[Change],
-    ) -> SelectedView:
-        view = cls(mailbox_id, name, readonly, uidvalidity, highestmodseq, keywords=keywords)
+    def load(cls, mailbox: Mailbox, *, readonly: bool, messages: Sequence[Change]) -> SelectedView:
+        view = cls(
+            mailbox.id,
+            mailbox.owner,
+            mailbox.name,
+            readonly,
+            mailbox.uidvalidity,
+            mailbox.highestmodseq,
+            keywords=mailbox.keywords,
+        )
         for change in messages:
             view.uids.append(change.uid)
             view.flags[change.uid] = change.flags

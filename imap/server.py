@@ -113,14 +113,9 @@ class Connection:
         return False
 
     async def read_line(self) -> bytes | None:
-        while True:
-            line = self.parser.read_raw_line()
-            if isinstance(line, bytes):
-                return line
-            if isinstance(line, ParseError):
-                return b""
-            if not await self.fill():
-                return None
+        """A raw line (AUTHENTICATE); None at EOF, idle timeout or shutdown."""
+        got = await self.wait_line_or(asyncio.Event(), self.timeout)
+        return got if isinstance(got, bytes) else None
 
     async def wait_line_or(self, event: asyncio.Event, timeout: float) -> bytes | bool | None:
         while True:

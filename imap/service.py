@@ -9,6 +9,7 @@ sessions here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import ssl
 from collections.abc import Callable
@@ -38,14 +39,12 @@ def imap_services(runtime: Runtime) -> list[Service]:
         return []
     trust = TrustStore.from_config(config)
     cert_file, key_file = config.path(config.tls.cert_file), config.path(config.tls.key_file)
-    contexts: dict[str, ssl.SSLContext] = {}
 
-    def tls_context() -> ssl.SSLContext:
-        if "tls" not in contexts:
-            contexts["tls"] = client_cert_server_context(
-                cert_file, key_file, trust, ciphers=config.smtp.tls_ciphers
-            )
-        return contexts["tls"]
+    @functools.cache
+    def tls_context() -> ssl.SSLContext:  # built once, on first use
+        return client_cert_server_context(
+            cert_file, key_file, trust, ciphers=config.smtp.tls_ciphers
+        )
 
     async def external_allowed(cert: x509.Certificate) -> bool:
         result = await asyncio.to_thread(
@@ -73,7 +72,7 @@ def imap_services(runtime: Runtime) -> list[Service]:
     services: list[Service] = []
     if runtime.db.dialect == "postgresql":
         url = runtime.db.engine.url.render_as_string(hide_password=False)
-        services.append(PgListener(url, None, runtime.mailbox_events))
+        services.append(PgListener(url, runtime.mailbox_events))
     for name, implicit in (("imap", False), ("imaps", True)):
         listener = getattr(listeners, name)
         if listener.enabled:

@@ -30,6 +30,7 @@ from imap.grammar import (
     Value,
     as_astring,
     as_sequence_set,
+    encode_value,
     serialize,
 )
 from imap.mime import (
@@ -107,16 +108,20 @@ class SessionContext:
     on_seen: list[SeenHook] = field(default_factory=list)
 
 
-class Bad(Exception):
+class Refused(Exception):
+    """A command's failure: the tagged reply's text and optional response code."""
+
     def __init__(self, text: str, code: str | None = None) -> None:
         super().__init__(text)
         self.code = code
 
 
-class No(Exception):
-    def __init__(self, text: str, code: str | None = None) -> None:
-        super().__init__(text)
-        self.code = code
+class Bad(Refused):
+    """``tag BAD``: the command is malformed or not allowed in this state."""
+
+
+class No(Refused):
+    """``tag NO``: a well-formed command that cannot be done."""
 
 
 class Answered(Exception):
@@ -192,8 +197,7 @@ class SessionState:
             with self.context.db.transaction() as conn:
                 return fn(conn)
 
-        result = await asyncio.to_thread(run)
-        return result
+        return await asyncio.to_thread(run)
 
     def _enable_condstore(self) -> None:
         """CONDSTORE turned on, by ENABLE or by a command using it (RFC 7162 §3.1)."""
@@ -209,25 +213,33 @@ class SessionState:
         if cmd.args:
             raise Bad(f"{cmd.name} takes no arguments")
 
-    def _name_in(self, value: Value) -> str:
+    def _decode_name(self, value: Value) -> str:
+        """A name as the client wrote it: UTF-8 once enabled, else modified UTF-7."""
         raw = as_astring(value)
         if self.utf8 or self.rev2:
-            try:
-                name = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise Bad("Mailbox name is not valid UTF-8") from None
-        else:
-            try:
-                name = mutf7.decode(raw.decode("ascii"))
-            except (UnicodeDecodeError, ValueError):
-                raise No("Mailbox name is not valid modified UTF-7", "CANNOT") from None
+            return raw.decode("utf-8")
+        return mutf7.decode(raw.decode("ascii"))
+
+    def _name_in(self, value: Value) -> str:
+        try:
+            name = self._decode_name(value)
+        except (UnicodeDecodeError, ValueError):
+            raise No("Mailbox name is not valid for this session's encoding", "CANNOT") from None
         if name.upper() == "INBOX" or name.upper().startswith("INBOX" + SEPARATOR):
             name = "INBOX" + name[5:]
         return name
 
-    def _name_out(self, name: str) -> Value:
+    def _pattern_in(self, value: Value) -> str:
+        """A LIST pattern: like a name, but an undecodable one is taken as it is."""
+        try:
+            return self._decode_name(value)
+        except (UnicodeDecodeError, ValueError):
+            return as_astring(value).decode("utf-8", "replace")
+
+    def _name_out(self, name: str) -> str:
+        """A mailbox name as it goes on the wire (quoted or a literal)."""
         text = name if (self.utf8 or self.rev2) else mutf7.encode(name)
-        return String(text.encode("utf-8"))
+        return encode_value(String(text.encode("utf-8"))).decode("utf-8")
 
     async def _mailbox(self, name: str, missing: str = "NONEXISTENT") -> Mailbox:
         """The named mailbox; ``NO [TRYCREATE]`` for APPEND/COPY targets (RFC 3501 §6.3.11)."""
@@ -246,15 +258,6 @@ class SessionState:
             raise No("Invalid mailbox name (empty level)", "CANNOT")
         if "*" in name or "%" in name:
             raise No("Invalid mailbox name (wildcards)", "CANNOT")
-
-    def _pattern_in(self, value: Value) -> str:
-        raw = as_astring(value)
-        if self.utf8 or self.rev2:
-            return raw.decode("utf-8", "replace")
-        try:
-            return mutf7.decode(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return raw.decode("utf-8", "replace")
 
     async def _check_quota(self, adding: int) -> None:
         assert self.user is not None
@@ -280,10 +283,10 @@ class SessionState:
             flags.add(flag)
         return frozenset(flags)
 
-    async def _seen(self, mailbox: Mailbox, uids: Sequence[int]) -> None:
+    async def _seen(self, owner: str, mailbox_id: int, uids: Sequence[int]) -> None:
         for hook in self.context.on_seen:
             try:
-                await hook(mailbox.owner, mailbox.id, uids)
+                await hook(owner, mailbox_id, uids)
             except Exception:
                 log.exception("seen hook failed", extra={"fields": {"session": self.session_id}})
 
@@ -332,11 +335,3 @@ class SessionState:
             return view.resolve(seqset, uid=uid)
         except OutOfRange as exc:
             raise Bad(f"Invalid message set: {exc}") from None
-
-    async def _selected_mailbox(self) -> Mailbox:
-        view = self._view()
-        mailbox_id = view.mailbox_id
-        mailbox = await self.db_read(lambda conn: backend.mailbox_by_id(conn, mailbox_id))
-        if mailbox is None:
-            raise No("The selected mailbox was deleted", "NONEXISTENT")
-        return mailbox  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections import defaultdict
 
+import psycopg
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("mssante.mailbox_events")
@@ -73,11 +74,11 @@ class PgListener:
 
     name = "mailbox-events"
 
-    def __init__(self, url: str, password: str | None, events: MailboxEvents) -> None:
-        parsed = make_url(url)
-        if password is not None:
-            parsed = parsed.set(password=password)
-        self._conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, url: str, events: MailboxEvents) -> None:
+        """``url``: the node's SQLAlchemy URL, password included."""
+        self._conninfo = (
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
         self._events = events
         self._task: asyncio.Task[None] | None = None
 
@@ -91,8 +92,6 @@ class PgListener:
         await asyncio.wait_for(connected.wait(), timeout=30)
 
     async def _run(self, connected: asyncio.Event) -> None:
-        import psycopg
-
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
