@@ -134,8 +134,13 @@ def test_tls_is_1_2_or_better(node: ImapNode) -> None:
     ctx = node.context()
     ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     ctx.minimum_version = ssl.TLSVersion.TLSv1
-    with pytest.raises((ssl.SSLError, ConnectionError)):
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
         imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=ctx, timeout=10)
+    modern = node.context()
+    modern.minimum_version = ssl.TLSVersion.TLSv1_2
+    client = imaplib.IMAP4_SSL("127.0.0.1", node.ports["imaps"], ssl_context=modern, timeout=10)
+    assert client.sock.version() in ("TLSv1.2", "TLSv1.3"), "the same port answers TLS 1.2+"
+    client.logout()
 
 
 def test_authenticate_plain_with_initial_response(node: ImapNode) -> None:
