@@ -16,15 +16,23 @@ from annuaire.addresses import (
     split_address,
 )
 from annuaire.bal import Bal, BalError, BalSpec, bals_for, get_bal, may_open, verify_password
+from annuaire.conversations import conversation_state, set_conversation
 from annuaire.dn import DN, DNError, dn_from_x509, parse_dn
 from annuaire.ins import InsError, PatientStatus, parse_patient_address, validate_ins
-from annuaire.patients import Patient, get_patient
+from annuaire.patients import (
+    Patient,
+    get_patient,
+    last_notified,
+    record_notification,
+    verify_patient_password,
+)
 from annuaire.routing import (
     Bridge,
     LocalMailbox,
     PatientMailbox,
     Refused,
     Remote,
+    Responder,
     Route,
     RoutingContext,
     route,
@@ -46,23 +54,29 @@ __all__ = [
     "PatientStatus",
     "Refused",
     "Remote",
+    "Responder",
     "Route",
     "RoutingContext",
     "active_generation",
     "address_key",
     "bals_for",
+    "conversation_state",
     "dn_from_x509",
     "get_bal",
     "get_patient",
     "is_listed",
+    "last_notified",
     "may_open",
     "normalise_address",
     "normalise_domain",
     "pair_matches",
     "parse_dn",
     "parse_patient_address",
+    "record_notification",
     "route",
+    "set_conversation",
     "split_address",
     "validate_ins",
     "verify_password",
+    "verify_patient_password",
 ]

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, insert, select, update
 
 from annuaire.addresses import AddressError, normalise_address
 from annuaire.ins import InsError, PatientStatus, validate_ins
-from mssante.schema import patients
+from mssante.schema import patient_notifications, patients
 
 _hasher = PasswordHasher()
 
@@ -109,6 +110,38 @@ def set_password(conn: Connection, ins: str, password: str, *, now: datetime) ->
         .where(patients.c.ins == patient.ins)
         .values(password_hash=_hasher.hash(password), updated_at=now)
     )
+
+
+def verify_patient_password(conn: Connection, ins: str, password: str) -> bool:
+    """The patient login (stand-in for the national identity provider): open spaces only."""
+    row = conn.execute(
+        select(patients.c.password_hash, patients.c.status).where(patients.c.ins == ins)
+    ).first()
+    if row is None or row.password_hash is None:
+        _hasher.hash(password)  # spend the same time: no enumeration of INS by timing
+        return False
+    try:
+        ok = _hasher.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return ok and PatientStatus(row.status).receives_mail()
+
+
+def last_notified(conn: Connection, ins: str) -> datetime | None:
+    """When the patient was last notified of new mail (MSSC-NOTIF-1 rate limit)."""
+    return conn.execute(
+        select(patient_notifications.c.last_sent_at).where(patient_notifications.c.ins == ins)
+    ).scalar_one_or_none()
+
+
+def record_notification(conn: Connection, ins: str, *, now: datetime) -> None:
+    done = conn.execute(
+        update(patient_notifications)
+        .where(patient_notifications.c.ins == ins)
+        .values(last_sent_at=now)
+    ).rowcount
+    if not done:
+        conn.execute(insert(patient_notifications).values(ins=ins, last_sent_at=now))
 
 
 def _known(conn: Connection, ins: str) -> bool:

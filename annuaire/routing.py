@@ -7,9 +7,12 @@ The order matters and is the documented rule:
 
 1. syntax (5.1.3),
 2. the bridge address,
-3. the patient domain: the local part must be a valid INS (5.1.3); any valid
+3. the patient domain: ``reponse.automatique-test`` is the MSSC-TEST-1
+   responder; any other local part must be a valid INS (5.1.3); any valid
    INS routes to its patient space, whatever its status (the MSS-C policies
-   decide what a closed or unknown space means for the sender),
+   decide what a closed or unknown space means for the sender) — on the
+   node that serves the patient domain; elsewhere it continues as a remote
+   domain of the trust space,
 4. our local domains: a hosted BAL, else unknown user (5.1.1),
 5. a domain of the trust space: remote delivery,
 6. anything else: outside the trust space (5.7.1).
@@ -34,6 +37,8 @@ class RoutingContext:
     local_domains: frozenset[str]  # normalised (lower-case A-labels)
     patient_domain: str
     bridge_address: str | None = None  # address_key of the Y bridge, if enabled
+    #: This node hosts the patient spaces; else patient mail is remote like any other.
+    serves_patients: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> RoutingContext:
@@ -42,6 +47,7 @@ class RoutingContext:
             local_domains=config.local_domains,
             patient_domain=normalise_domain(config.node.patient_domain),
             bridge_address=address_key(bridge) if bridge else None,
+            serves_patients=config.node.serves_patient_domain,
         )
 
 
@@ -55,6 +61,13 @@ class LocalMailbox:
 class PatientMailbox:
     ins: str
     status: PatientStatus
+
+
+@dataclass(frozen=True)
+class Responder:
+    """The MSSC-TEST-1 automatic responder of the patient domain."""
+
+    address: str
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,10 @@ class Refused:
         return f"{self.code} {self.status} {self.reason}"
 
 
-Route = LocalMailbox | PatientMailbox | Bridge | Remote | Refused
+Route = LocalMailbox | PatientMailbox | Responder | Bridge | Remote | Refused
+
+#: Local part of the MSSC-TEST-1 responder in the patient domain.
+TEST_RESPONDER = "reponse.automatique-test"
 
 
 def route(conn: Connection, address: str, context: RoutingContext) -> Route:
@@ -89,14 +105,19 @@ def route(conn: Connection, address: str, context: RoutingContext) -> Route:
     if context.bridge_address is not None and key == context.bridge_address:
         return Bridge(key)
     if domain == context.patient_domain:
-        try:
-            ins = parse_patient_address(address, context.patient_domain)
-        except InsError:
-            return Refused(
-                550, "5.1.3", "Invalid patient address: the local part must be a valid INS"
-            )
-        assert ins is not None
-        return PatientMailbox(ins, get_patient(conn, ins).status)
+        if key.partition("@")[0] == TEST_RESPONDER:
+            if context.serves_patients:
+                return Responder(key)
+        else:
+            try:
+                ins = parse_patient_address(address, context.patient_domain)
+            except InsError:
+                return Refused(
+                    550, "5.1.3", "Invalid patient address: the local part must be a valid INS"
+                )
+            assert ins is not None
+            if context.serves_patients:
+                return PatientMailbox(ins, get_patient(conn, ins).status)
     if domain in context.local_domains:
         found = bals.get_bal(conn, key)
         if found is None:

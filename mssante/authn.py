@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from annuaire import Bal, address_key, bals_for, may_open
+from annuaire import (
+    Bal,
+    InsError,
+    address_key,
+    bals_for,
+    may_open,
+    parse_patient_address,
+    verify_patient_password,
+)
 from annuaire import verify_password as check_password
 from annuaire.bal import certificate_fingerprint
 from mssante import sasl
@@ -66,12 +74,15 @@ class Authenticator:
         *,
         password_auth: bool = True,
         tokens: TokenVerifier | None = None,
+        patient_domain: str | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.throttle = throttle
         self.password_auth = password_auth
         self.tokens = tokens
+        #: Logins in this domain are patients (``<INS>@domain``), checked against the registry.
+        self.patient_domain = patient_domain
 
     async def authenticate(self, attempt: Attempt, log: Log) -> str | Refusal:
         """The address key of the mailbox opened, or why not (after the throttle's pause)."""
@@ -109,10 +120,13 @@ class Authenticator:
         if isinstance(creds, sasl.PasswordCredentials):
             if not self.password_auth:
                 return None
+            ins = self._patient(creds.authcid)
             with self.db.read() as conn:
-                if check_password(conn, creds.authcid, creds.password):
-                    return address_key(creds.authcid)
-            return None
+                if ins is not None:
+                    ok = verify_patient_password(conn, ins, creds.password)
+                else:
+                    ok = check_password(conn, creds.authcid, creds.password)
+            return address_key(creds.authcid) if ok else None
         if isinstance(creds, sasl.ExternalCredentials):
             if attempt.peer_cert is None or not attempt.external_allowed:
                 return None
@@ -129,6 +143,15 @@ class Authenticator:
         with self.db.read() as conn:
             bound = bals_for(conn, "oauth", f"{claims.issuer} {claims.subject}")
         return _pick(bound, creds.user)
+
+    def _patient(self, login: str) -> str | None:
+        """The INS of a patient login (MSS-C), None for any other login."""
+        if self.patient_domain is None:
+            return None
+        try:
+            return parse_patient_address(login, self.patient_domain)
+        except InsError:
+            return None
 
     def _act_as(self, identity: str, authzid: str) -> str | None:
         """An authzid other than the login must be a mailbox the login may open."""

@@ -383,7 +383,7 @@ def cmd_whitelist_list(args: argparse.Namespace) -> int:
 
 
 def cmd_whitelist_self_entry(args: argparse.Namespace) -> int:
-    from annuaire import trust
+    from annuaire import RoutingContext, trust
     from annuaire.dn import dn_from_x509
     from annuaire.whitelist_xml import render_entries, render_whitelist
     from certs import CertsError, load_certificates
@@ -393,8 +393,11 @@ def cmd_whitelist_self_entry(args: argparse.Namespace) -> int:
         leaf = load_certificates(config.path(config.tls.cert_file))[0]
     except (CertsError, IndexError) as exc:
         raise DirectoryCommandError(f"cannot read the node certificate: {exc}") from None
+    domains = set(config.local_domains)
+    if config.node.serves_patient_domain:
+        domains.add(RoutingContext.from_config(config).patient_domain)
     entries = trust.self_entries(
-        sorted(config.local_domains),
+        sorted(domains),
         dn_from_x509(leaf.subject),
         description=args.description or f"MSSanté operator {config.hostname}",
         contact=args.contact or f"postmaster@{config.node.domain}",

@@ -113,6 +113,14 @@ class NodeConfig:
         default="patient.mssante.fr",
         metadata=_doc("Domain of patient (MSS-C) addresses `<INS>@domain`.", _domain),
     )
+    serves_patient_domain: bool = field(
+        default=True,
+        metadata=_doc(
+            "This node is the patient domain's operator: it hosts the patient spaces and "
+            "applies the MSS-C rules. `false` (a professionals' operator): patient mail goes "
+            "to the operator the whitelist pairs with the patient domain."
+        ),
+    )
     extra_domains: list[str] = field(
         default_factory=list,
         metadata=_doc("Other mail domains this node hosts BALs for.", _domains),
@@ -406,6 +414,75 @@ class ImapConfig:
     )
 
 
+def _smarthost(value: Any) -> str | None:
+    if value == "":
+        return None
+    host, colon, port = str(value).rpartition(":")
+    if colon and host and port.isdigit() and 1 <= int(port) <= 65535:
+        return None
+    return 'empty (notifications off) or "host:port"'
+
+
+@dataclass(frozen=True)
+class PatientsConfig:
+    retention_days: float = field(
+        default=90.0,
+        metadata=_doc(
+            "MSSC-RETENTION-1: messages in patient mailboxes older than this many days are "
+            "deleted (then their blobs collected); 0 keeps them forever.",
+            _non_negative,
+        ),
+    )
+    retention_check_seconds: float = field(
+        default=3600.0,
+        metadata=_doc("How often the retention job looks for expired messages.", _positive),
+    )
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    smarthost: str = field(
+        default="",
+        metadata=_doc(
+            'MSSC-NOTIF-1: "host:port" of the relay that carries patient notifications to '
+            "their personal address — the only mail that leaves the trust space. Empty: no "
+            "notifications.",
+            _smarthost,
+        ),
+    )
+    tls: Literal["starttls", "implicit", "none"] = field(
+        default="starttls",
+        metadata=_doc(
+            "TLS to the smarthost: `starttls` (required, never falls back to clear text), "
+            "`implicit`, or `none` (a local test sink only)."
+        ),
+    )
+    ca_file: Path | None = field(
+        default=None,
+        metadata=_doc("CA certificates the smarthost's certificate must chain to; empty: system."),
+    )
+    username: str = field(default="", metadata=_doc("AUTH login at the smarthost, if it asks."))
+    password_file: Path | None = field(
+        default=None, metadata=_doc("File holding the smarthost password.")
+    )
+    from_address: str = field(
+        default="",
+        metadata=_doc(
+            "`From:` of notifications (DKIM-signed with `smtp.dkim_key_file` for its domain); "
+            "empty: `ne-pas-repondre@` the node domain.",
+            _address,
+        ),
+    )
+    url: str = field(
+        default="https://www.monespacesante.fr",
+        metadata=_doc("Where the notification invites the patient to log in."),
+    )
+    window_seconds: float = field(
+        default=3600.0,
+        metadata=_doc("At most one notification per patient within this many seconds.", _positive),
+    )
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     shutdown_grace_seconds: float = field(
@@ -438,6 +515,8 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
+    patients: PatientsConfig = field(default_factory=PatientsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     data_dir: Path = field(default=Path("."), metadata={"internal": True})

@@ -231,6 +231,11 @@ def get_mailbox(conn: Connection, owner: str, name: str) -> Mailbox | None:
     return None if row is None else _mailbox(row)
 
 
+def mailbox_by_id(conn: Connection, mailbox_id: int) -> Mailbox | None:
+    row = conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).first()
+    return None if row is None else _mailbox(row)
+
+
 def list_mailboxes(conn: Connection, owner: str) -> list[Mailbox]:
     rows = conn.execute(
         select(mailboxes).where(mailboxes.c.owner == owner).order_by(mailboxes.c.name)

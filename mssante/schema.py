@@ -113,6 +113,7 @@ mailbox_messages = Table(
     UniqueConstraint("mailbox_id", "uid"),
     Index(None, "mailbox_id", "modseq"),
     Index(None, "blob_sha256"),
+    Index(None, "mailbox_id", "internal_date"),  # retention (MSSC-RETENTION-1)
 )
 
 #: UIDs expunged, with the MODSEQ of the expunge: QRESYNC's VANISHED (RFC 7162).
@@ -350,6 +351,41 @@ transports = Table(
     Column("host", String(255), nullable=False),
     Column("port", Integer, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# --------------------------------------------------------------------------- MSS-C
+
+#: The exchange between a professional address and a patient (MSSC-INIT-1,
+#: MSSC-FIN-1): opened by the professional's mail, closed by a "FIN".
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("professional", String(320), primary_key=True),  # address_key of the PS
+    Column("ins", String(15), primary_key=True),
+    Column("state", String(8), nullable=False),  # open, closed
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: Automatic messages already sent about an original (returns, acknowledgements,
+#: MDNs): the key makes each one happen at most once, even when a peer delivers
+#: the same original twice or two nodes race.
+auto_replies = Table(
+    "auto_replies",
+    metadata,
+    Column("key", String(64), primary_key=True),  # sha256 of (kind, original, recipient)
+    Column("kind", String(24), nullable=False),
+    Column("queue_id", String(32), nullable=False),  # the automatic message's queue id
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
+)
+
+#: When each patient was last notified (MSSC-NOTIF-1 rate limit).
+patient_notifications = Table(
+    "patient_notifications",
+    metadata,
+    Column("ins", String(15), primary_key=True),
+    Column("last_sent_at", UTCDateTime, nullable=False),
 )
 
 BLOB_REFERENCES: list[Column[Any]] = [

@@ -27,8 +27,10 @@ __all__ = [
     "Spool",
     "commit_message",
     "drop_fields",
+    "field_name",
     "header_end",
     "parse_headers",
+    "read_header_block",
 ]
 
 #: A header block larger than this is refused (552): no real message needs it.
@@ -43,6 +45,11 @@ def header_end(data: bytes | bytearray) -> int:
     return -1 if at < 0 else at + 4
 
 
+def field_name(field: bytes) -> bytes:
+    """A header field's name, lower-cased (``b"from"`` for ``b"From: x"``)."""
+    return field.partition(b":")[0].strip().lower()
+
+
 def drop_fields(block: bytes, drop: Callable[[bytes], bool]) -> bytes:
     """The header block without the fields ``drop`` says yes to (continuations included)."""
     fields: list[bytes] = []
@@ -52,6 +59,19 @@ def drop_fields(block: bytes, drop: Callable[[bytes], bool]) -> bytes:
         else:
             fields.append(line)
     return b"".join(f for f in fields if not drop(f))
+
+
+def read_header_block(store: BlobStore, sha256: str, limit: int = MAX_HEADER_BLOCK) -> bytes:
+    """A stored message's header block (blank line included), at most ``limit`` bytes."""
+    head = bytearray()
+    for chunk in store.open(sha256):
+        head += chunk
+        end = header_end(head)
+        if end >= 0:
+            return bytes(head[:end])
+        if len(head) > limit:
+            break
+    return bytes(head[:limit])
 
 
 def parse_headers(block: bytes) -> Message:

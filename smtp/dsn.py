@@ -252,6 +252,13 @@ def _typed(value: str, default_type: str) -> str:
     return value if ";" in value else f"{default_type}; {value}"
 
 
+def _address_field(name: str, address: str) -> str:
+    """``Name: rfc822; addr``, or ``utf-8;`` for an SMTPUTF8 address (RFC 6533)."""
+    final = _clean(address)
+    kind = "rfc822" if final.isascii() else "utf-8"
+    return _field(name, f"{kind}; {final}")
+
+
 def _mailbox(addr: str) -> str:
     """An address fit for ``<…>``: no controls, no angle brackets to close it early."""
     return _clean(addr.replace("<", "").replace(">", ""), 900)
@@ -453,9 +460,7 @@ def _delivery_status(report: Report) -> bytes:
         lines: list[str] = []
         if rcpt.original_recipient is not None:
             lines.append(_field("Original-Recipient", _typed(rcpt.original_recipient, "rfc822")))
-        final = _clean(rcpt.final_recipient)
-        kind = "rfc822" if final.isascii() else "utf-8"  # RFC 6533 for SMTPUTF8 addresses
-        lines.append(_field("Final-Recipient", f"{kind}; {final}"))
+        lines.append(_address_field("Final-Recipient", rcpt.final_recipient))
         lines.append(_field("Action", rcpt.action))
         lines.append(_field("Status", rcpt.status))
         if rcpt.remote_mta is not None:
@@ -494,6 +499,85 @@ def _encoded_header(name: str, value: str) -> bytes:
     return folded.encode("ascii")
 
 
+_TEXT_PART = (
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+)
+"""Part header lines for a human text made by :func:`_qp`."""
+
+
+def _message_id(message_id: str, builder: str) -> str:
+    """The caller's Message-ID without its angle brackets, cleaned; refuse an empty one."""
+    mid = _clean(message_id, 900).strip("<>")
+    if not mid:
+        raise ValueError(f"{builder} needs a message_id")
+    return mid
+
+
+def _from_header(display_name: str, address: str) -> str:
+    """``Name <addr>``: the name RFC 2047-encoded when needed, neither part can add a line.
+
+    The name is shortened (dropped at worst) so the whole From line fits 998 octets.
+    """
+    name, mailbox = _clean(display_name, 200), _mailbox(address)
+    value = formataddr((name, mailbox), charset="utf-8")
+    while name and len(value) > MAX_LINE - len("From: "):
+        name = name[: len(name) * 3 // 4].strip()
+        value = formataddr((name, mailbox), charset="utf-8")
+    return value
+
+
+def _top_headers(
+    *,
+    from_: str,
+    to: str,
+    subject: str,
+    now: datetime,
+    message_id: str,
+    in_reply_to: str | None,
+    auto_submitted: str,
+) -> bytes:
+    """From to MIME-Version, shared by every message the operator writes itself.
+
+    ``from_`` is a ready header value (see :func:`_from_header`), ``message_id``
+    comes from :func:`_message_id` and ``in_reply_to`` from
+    :func:`_original_message_id`; ``to`` and ``subject`` are cleaned here.
+    """
+    out = bytearray()
+    out += _header("From", from_)
+    out += _header("To", f"<{_mailbox(to)}>")
+    out += _encoded_header("Subject", _clean(subject))
+    out += _header("Date", format_datetime(now))
+    out += _header("Message-ID", f"<{message_id}>")
+    if in_reply_to is not None:
+        out += _header("In-Reply-To", in_reply_to)
+        out += _header("References", in_reply_to)
+    out += _header("Auto-Submitted", auto_submitted)
+    out += _header("MIME-Version", "1.0")
+    return bytes(out)
+
+
+def _report_body(
+    report_type: str, parts: list[tuple[bytes, bytes]], *, seed: str, cte: str, preamble: str
+) -> bytes:
+    """The ``multipart/report`` Content-Type and CTE lines, blank line, then the parts.
+
+    ``parts`` are (part header lines, part body) pairs; ``cte`` is the widest of
+    their encodings, declared on the whole message.
+    """
+    boundary = _boundary([p[1] for p in parts], seed)
+    out = bytearray()
+    out += _header(
+        "Content-Type", f'multipart/report; report-type={report_type};\r\n\tboundary="{boundary}"'
+    )
+    out += _header("Content-Transfer-Encoding", cte)
+    out += _CRLF
+    out += preamble.encode("ascii") + _CRLF
+    for part_headers, part_body in parts:
+        out += f"\r\n--{boundary}\r\n".encode() + part_headers + _CRLF + part_body
+    out += f"\r\n--{boundary}--\r\n".encode()
+    return bytes(out)
+
+
 def build_dsn(
     report: Report,
     *,
@@ -502,6 +586,9 @@ def build_dsn(
     postmaster: str,
     now: datetime,
     message_id: str,
+    human_text: str | None = None,
+    subject: str | None = None,
+    from_name: str | None = None,
 ) -> bytes:
     """A complete ``multipart/report; report-type=delivery-status`` message, CRLF lines.
 
@@ -509,12 +596,17 @@ def build_dsn(
     (``message/rfc822`` for RET=FULL up to 1 MiB, else ``text/rfc822-headers``).
     A canonical CRLF original comes back byte-exact; bare LFs become CRLF, since
     the DSN itself travels over SMTP.
+
+    ``human_text``, ``subject`` and ``from_name`` replace the generated text, the
+    subject and the From display name (MSS-C automatic returns word their own);
+    left out, the report is the standard one.
     """
     headers = _original_headers(original)
     with_body = report.return_content == "full" and len(original) <= MAX_FULL_ORIGINAL
     truncated = report.return_content == "full" and not with_body
 
-    human = _qp(_human(report, truncated, with_body))
+    text = _human(report, truncated, with_body) if human_text is None else human_text
+    human = _qp(text)
     status = _delivery_status(report)
     if with_body:
         body = _canonical(original)
@@ -524,37 +616,27 @@ def build_dsn(
     third_cte = _encoding(third)
 
     parts = [
-        (b"Content-Type: text/plain; charset=utf-8\r\n"
-         b"Content-Transfer-Encoding: quoted-printable\r\n", human),
+        (_TEXT_PART, human),
         (b"Content-Type: message/delivery-status\r\n"
          b"Content-Transfer-Encoding: 7bit\r\n", status),
         (f"Content-Type: {third_type}\r\n"
          f"Content-Transfer-Encoding: {third_cte}\r\n".encode(), third),
     ]  # fmt: skip
-    mid = _clean(message_id, 900).strip("<>")
-    if not mid:
-        raise ValueError("build_dsn needs a message_id")
-    boundary = _boundary([p[1] for p in parts], f"{mid}|{now.isoformat()}")
-
-    out = bytearray()
-    out += _header("From", formataddr((_FROM_NAME, _mailbox(postmaster)), charset="utf-8"))
-    out += _header("To", f"<{_mailbox(sender)}>")
-    out += _encoded_header("Subject", _SUBJECT[_outcome(report)])
-    out += _header("Date", format_datetime(now))
-    out += _header("Message-ID", f"<{mid}>")
-    original_id = _original_message_id(headers)
-    if original_id is not None:
-        out += _header("In-Reply-To", original_id)
-        out += _header("References", original_id)
-    out += _header("Auto-Submitted", "auto-replied")
-    out += _header("MIME-Version", "1.0")
-    out += _header(
-        "Content-Type", f'multipart/report; report-type=delivery-status;\r\n\tboundary="{boundary}"'
+    mid = _message_id(message_id, "build_dsn")
+    head = _top_headers(
+        from_=_from_header(_FROM_NAME if from_name is None else from_name, postmaster),
+        to=sender,
+        subject=_SUBJECT[_outcome(report)] if subject is None else subject,
+        now=now,
+        message_id=mid,
+        in_reply_to=_original_message_id(headers),
+        auto_submitted="auto-replied",
     )
-    out += _header("Content-Transfer-Encoding", third_cte)  # the widest part
-    out += _CRLF
-    out += b"This is a MIME-formatted delivery status notification.\r\n"
-    for part_headers, part_body in parts:
-        out += f"\r\n--{boundary}\r\n".encode() + part_headers + _CRLF + part_body
-    out += f"\r\n--{boundary}--\r\n".encode()
-    return bytes(out)
+    report_part = _report_body(
+        "delivery-status",
+        parts,
+        seed=f"{mid}|{now.isoformat()}",
+        cte=third_cte,
+        preamble="This is a MIME-formatted delivery status notification.",
+    )
+    return head + report_part

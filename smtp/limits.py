@@ -2,7 +2,10 @@
 
 The node-wide cap is what SIZE advertises; some domains get a smaller one
 (the patient domain is always capped at 25 MB by default). A declared SIZE is
-checked at RCPT, the real size at the end of DATA.
+checked at RCPT, the real size at the end of DATA, except for the patient
+domain: there a message over the cap that did not declare its size is
+accepted and answered by the MSS-C automatic return *taille maximale
+dépassée* (MSSC-RET-1 c), which the queue sends instead of delivering.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ __all__ = ["SizeCaps"]
 class SizeCaps:
     default: int
     per_domain: Mapping[str, int] = field(default_factory=dict)
+    #: Domains whose cap the MSS-C rules enforce after acceptance (the patient domain).
+    returned: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, config: Config) -> SizeCaps:
@@ -33,7 +38,7 @@ class SizeCaps:
             caps.get(patient, config.smtp.patient_max_message_size),
             config.smtp.patient_max_message_size,
         )
-        return cls(config.smtp.max_message_size, caps)
+        return cls(config.smtp.max_message_size, caps, frozenset({patient}))
 
     def for_address(self, address: str) -> tuple[str, int]:
         try:
@@ -56,7 +61,7 @@ class SizeCaps:
         """At the end of DATA: the real size against every recipient's cap."""
         for rcpt in recipients:
             domain, cap = self.for_address(rcpt.address)
-            if size > cap:
+            if size > cap and domain not in self.returned:
                 return _too_big(domain, cap)
         return None
 

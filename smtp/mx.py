@@ -27,6 +27,7 @@ from annuaire import (
     PatientMailbox,
     Refused,
     Remote,
+    Responder,
     dn_from_x509,
     is_listed,
     pair_matches,
@@ -34,6 +35,7 @@ from annuaire import (
 )
 from certs.formatting import format_name
 from smtp import dkim
+from smtp.accept import field_name
 from smtp.endpoint import Endpoint
 from smtp.protocol import Auth, AuthResponse, MailFrom, RcptTo, Reply
 from smtp.session import Session
@@ -142,7 +144,7 @@ class MxPolicy:
             return relay
         if isinstance(found, Bridge):
             return Reply(550, "5.3.3", "The envoi-en-Y bridge is not available on this node")
-        assert isinstance(found, LocalMailbox | PatientMailbox | Bridge)
+        assert isinstance(found, LocalMailbox | PatientMailbox | Responder)
         too_big = self.endpoint.caps.refuse_declared(event.address, session.mail)
         if too_big is not None:
             return too_big
@@ -151,11 +153,11 @@ class MxPolicy:
     def trace_headers(self, session: Session, headers: Message, queue_id: str) -> bytes:
         return session.received_header(queue_id, with_auth=False)
 
-    def drop_field(self, field: bytes) -> bool:
+    def drop_field(self, session: Session, field: bytes) -> bool:
         """RFC 8601 §5: an Authentication-Results naming us arrived forged; it goes."""
-        name, _, value = field.partition(b":")
-        if name.strip().lower() != b"authentication-results":
+        if field_name(field) != b"authentication-results":
             return False
+        value = field.partition(b":")[2]
         authserv = value.split(b";", 1)[0].strip().split(b" ", 1)[0].lower()
         return authserv == self.endpoint.hostname.lower().encode("ascii", "replace")
 

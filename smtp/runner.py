@@ -26,9 +26,10 @@ from sqlalchemy import Connection
 from annuaire import (
     Bridge,
     LocalMailbox,
-    PatientMailbox,
     Refused,
     Remote,
+    Responder,
+    Route,
     RoutingContext,
     address_key,
     route,
@@ -39,7 +40,7 @@ from mssante.db import Database
 from mssante.logs import pseudonym
 from mssante.metrics import Metrics
 from mssante.store import BlobRef, BlobStore
-from smtp.accept import header_end
+from smtp.accept import read_header_block
 from smtp.client import OutboundMessage, OutboundRecipient, RecipientOutcome
 from smtp.dsn import (
     MAX_FULL_ORIGINAL,
@@ -50,6 +51,7 @@ from smtp.dsn import (
     notify_wants,
     xtext_encode,
 )
+from smtp.patients import NOTIFICATION_ORIGIN, PatientDesk
 from smtp.queue import (
     Envelope,
     NewRecipient,
@@ -67,6 +69,7 @@ __all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
 log = logging.getLogger("mssante.smtp.queue")
 
 Deliver = Callable[[str, OutboundMessage], Awaitable[list[RecipientOutcome]]]
+DeliverTo = Callable[[OutboundMessage], Awaitable[list[RecipientOutcome]]]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class QueueRunner:
         deliver_remote: Deliver,
         rng: random.Random | None = None,
         on_appended: Callable[[int], None] | None = None,
+        patients: PatientDesk | None = None,
+        deliver_notification: DeliverTo | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -120,6 +125,10 @@ class QueueRunner:
         self.deliver_remote = deliver_remote
         #: Told the mailbox id after a local delivery commits (wakes IDLE sessions).
         self.on_appended = on_appended
+        #: MSS-C: patient mail is decided by policies through this desk.
+        self.patients = patients
+        #: The notification smarthost (MSSC-NOTIF-1); None: notifications are not configured.
+        self.deliver_notification = deliver_notification
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._wake = asyncio.Event()
@@ -203,8 +212,15 @@ class QueueRunner:
             return 0
         local: list[Work] = []
         remote: dict[tuple[int, str], list[Work]] = defaultdict(list)
+        notifications: list[Work] = []
         for work in batch:
+            if work.message.origin == NOTIFICATION_ORIGIN:
+                notifications.append(work)
+                continue
             found = await asyncio.to_thread(self._route, work.recipient)
+            patient_sender = self.patients is not None and self.patients.sent_by_patient(work)
+            if patient_sender and await self._screened(work, found):
+                continue
             if isinstance(found, Remote):
                 remote[(work.message.id, found.domain)].append(work)
             else:
@@ -217,12 +233,43 @@ class QueueRunner:
 
         jobs = [bounded(self._deliver_local(w)) for w in local]
         jobs += [bounded(self._deliver_group(domain, rows)) for (_, domain), rows in remote.items()]
+        jobs += [bounded(self._deliver_notification(w)) for w in notifications]
         await asyncio.gather(*jobs)
         return len(batch)
 
-    def _route(self, address: str) -> object:
+    def _route(self, address: str) -> Route:
         with self.db.read() as conn:
             return route(conn, address, self.routing)
+
+    async def _screened(self, work: Work, found: Route) -> bool:
+        """MSS-C rules for mail a patient sent: True when the row was answered instead."""
+        assert self.patients is not None
+        desk = self.patients
+
+        def screen() -> bool:
+            with self.db.transaction() as conn:
+                if not desk.screen_patient_mail(conn, work, found, self.clock.now()):
+                    conn.rollback()
+                    return False
+                if not finish(conn, work, owner=self.owner):
+                    conn.rollback()
+            return True
+
+        try:
+            handled = await asyncio.to_thread(screen)
+        except Exception:
+            log.exception(
+                "patient mail screening failed",
+                extra={"fields": {"queue_id": work.message.queue_id}},
+            )
+            await self._record(
+                work, Outcome("temporary", "4.3.0", "policy check failed, will retry")
+            )
+            return True
+        if handled:
+            self._outcomes.inc(kind="answered")
+            self.wake()
+        return handled
 
     # ------------------------------------------------------------------ local
 
@@ -252,26 +299,25 @@ class QueueRunner:
                 )
             if isinstance(found, Remote):
                 return Outcome("temporary", "4.4.0", "the recipient moved to another operator")
-            owner = (
-                found.address
-                if isinstance(found, LocalMailbox)
-                else _patient_owner(found, self.routing)
-            )
-            mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
-            inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
-            assert inbox is not None
-            appended_to = inbox.id
-            index.append(
-                conn,
-                inbox,
-                work.message.blob,
-                internal_date=work.message.received_at,
-                delivery_key=work.message.delivery_key(address_key(work.recipient)),
-            )
-            self._success_dsn(conn, work, now)
+            appended_to: int | None
+            if isinstance(found, LocalMailbox):
+                appended_to = self._append_inbox(conn, work, found.address, now)
+            elif self.patients is None:
+                return Outcome("permanent", "5.3.3", "This node does not serve patient spaces")
+            elif isinstance(found, Responder):
+                appended_to = None
+                self.patients.answer_test(conn, work, now)
+            else:
+                appended_to = self.patients.deliver_to_patient(conn, work, found, now)
+            if appended_to is not None:
+                self._success_dsn(conn, work, now)
             if not finish(conn, work, owner=self.owner):
                 conn.rollback()  # another node owns the row now; it will deliver (idempotently)
                 return None
+        if appended_to is None:
+            self._outcomes.inc(kind="answered")
+            self.wake()  # the automatic message it queued
+            return None
         if self.on_appended is not None:
             self.on_appended(appended_to)
         self._outcomes.inc(kind="delivered")
@@ -287,6 +333,20 @@ class QueueRunner:
         )
         return None
 
+    @staticmethod
+    def _append_inbox(conn: Connection, work: Work, owner: str, now: datetime) -> int:
+        mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
+        inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
+        assert inbox is not None
+        index.append(
+            conn,
+            inbox,
+            work.message.blob,
+            internal_date=work.message.received_at,
+            delivery_key=work.message.delivery_key(address_key(work.recipient)),
+        )
+        return inbox.id
+
     def _success_dsn(self, conn: Connection, work: Work, now: datetime) -> str | None:
         if must_not_send_dsn(work.message.sender) or not notify_wants(work.notify, "delivered"):
             return None
@@ -301,7 +361,21 @@ class QueueRunner:
 
     # ------------------------------------------------------------------ remote
 
-    async def _deliver_group(self, domain: str, rows: list[Work]) -> None:
+    async def _deliver_notification(self, work: Work) -> None:
+        """MSSC-NOTIF-1: the only mail that leaves the trust space, through its smarthost."""
+        if self.deliver_notification is None:
+            await self._record(
+                work, Outcome("permanent", "5.3.5", "notifications are not configured on this node")
+            )
+            return
+        outbound = await self._outbound([work])
+        if outbound is None:
+            return
+        outcomes = await self.deliver_notification(outbound)
+        await self._record_outcomes([work], outcomes)
+
+    async def _outbound(self, rows: list[Work]) -> OutboundMessage | None:
+        """The message of ``rows`` ready to send; None (rows deferred) when unreadable."""
         message = rows[0].message
         try:
             data = await asyncio.to_thread(self.store.read, message.blob.sha256)
@@ -311,8 +385,8 @@ class QueueRunner:
             )
             for work in rows:
                 await self._record(work, Outcome("temporary", "4.3.0", "message store read failed"))
-            return
-        outbound = OutboundMessage(
+            return None
+        return OutboundMessage(
             sender=message.sender,
             recipients=tuple(
                 OutboundRecipient(
@@ -327,7 +401,15 @@ class QueueRunner:
             eight_bit=message.body == "8BITMIME",
             smtputf8=message.smtputf8,
         )
+
+    async def _deliver_group(self, domain: str, rows: list[Work]) -> None:
+        outbound = await self._outbound(rows)
+        if outbound is None:
+            return
         outcomes = await self.deliver_remote(domain, outbound)
+        await self._record_outcomes(rows, outcomes)
+
+    async def _record_outcomes(self, rows: list[Work], outcomes: list[RecipientOutcome]) -> None:
         for work, result in zip(rows, outcomes, strict=True):
             await self._record(
                 work,
@@ -495,22 +577,9 @@ class QueueRunner:
         """The original for the DSN: whole if RET=FULL and small, else the header block."""
         if ret == "full" and blob.size <= MAX_FULL_ORIGINAL:
             return self.store.read(blob.sha256)
-        head = bytearray()
-        for chunk in self.store.open(blob.sha256):
-            head += chunk
-            end = header_end(head)
-            if end >= 0:
-                return bytes(head[:end])
-            if len(head) > 256 * 1024:
-                break
-        return bytes(head[: 256 * 1024])
+        return read_header_block(self.store, blob.sha256)
 
 
 def _status_line(outcome: Outcome) -> str:
     code = f"{outcome.code} " if outcome.code else ""
     return f"{code}{outcome.status} {outcome.text}"
-
-
-def _patient_owner(found: PatientMailbox, routing: RoutingContext) -> str:
-    """Patient mail lands in ``<INS>@<patient domain>``; the MSS-C rules come with policies."""
-    return f"{found.ins}@{routing.patient_domain}"

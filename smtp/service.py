@@ -12,18 +12,21 @@ from cryptography import x509
 from annuaire import RoutingContext, dn_from_x509, pair_matches
 from certs.formatting import format_name
 from mssante.authn import Authenticator
-from mssante.config import ListenerConfig
+from mssante.config import Config, ListenerConfig
 from mssante.listener import TcpListener
 from mssante.lockout import FailureThrottle, ThrottleSettings
 from mssante.oauth import OAuthSettings, TokenVerifier
-from smtp import transport
+from smtp import dkim, transport
 from smtp.client import DeliveryClient
 from smtp.endpoint import Endpoint
 from smtp.limits import SizeCaps
+from smtp.mdn import ReadReceipts
 from smtp.mx import MxPolicy
+from smtp.notify import NotificationSender, SmarthostSettings
+from smtp.patients import NotificationSettings, PatientDesk, PatientSettings
 from smtp.peers import TrustStore
 from smtp.protocol import Limits, ServerConnection
-from smtp.runner import QueueRunner, RunnerSettings
+from smtp.runner import DeliverTo, QueueRunner, RunnerSettings
 from smtp.session import Policy, Session, SessionContext
 from smtp.submission import SubmissionPolicy
 
@@ -57,7 +60,12 @@ def authenticator(runtime: Runtime) -> Authenticator:
             ),
         )
         runtime.authenticator = Authenticator(
-            runtime.db, runtime.clock, throttle, password_auth=s.password_auth, tokens=tokens
+            runtime.db,
+            runtime.clock,
+            throttle,
+            password_auth=s.password_auth,
+            tokens=tokens,
+            patient_domain=runtime.config.node.patient_domain,
         )
     return runtime.authenticator
 
@@ -89,6 +97,17 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         transport=lambda domain: transport.lookup(db, domain),
     )
     q = config.queue
+    desk = PatientDesk(
+        PatientSettings(
+            patient_domain=routing.patient_domain,
+            size_cap=caps.for_address(f"x@{routing.patient_domain}")[1],
+            hostname=config.hostname,
+            from_address=f"ne-pas-repondre@{routing.patient_domain}",
+            max_age=timedelta(seconds=q.max_age_seconds),
+            notifications=_notification_settings(config),
+        ),
+        store=runtime.store,
+    )
     runner = QueueRunner(
         db=db,
         store=runtime.store,
@@ -109,7 +128,20 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         ),
         deliver_remote=client.deliver,
         on_appended=runtime.mailbox_events.publish,
+        patients=desk,
+        deliver_notification=_notification_sender(config),
     )
+    receipts = ReadReceipts(
+        db=db,
+        store=runtime.store,
+        clock=runtime.clock,
+        patient_domain=routing.patient_domain,
+        hostname=config.hostname,
+        max_age=timedelta(seconds=q.max_age_seconds),
+        wake_queue=runner.wake,
+        on_changed=runtime.mailbox_events.publish,
+    )
+    runtime.seen_hooks.append(receipts.on_seen)
     s = config.smtp
     limits = Limits(
         max_message_size=s.max_message_size,
@@ -152,6 +184,46 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         )
         services.append(_listener(name, listener, policy, context, runtime))
     return services
+
+
+def _notification_from(config: Config) -> str:
+    return config.notifications.from_address or f"ne-pas-repondre@{config.node.domain}"
+
+
+def _notification_settings(config: Config) -> NotificationSettings | None:
+    n = config.notifications
+    if not n.smarthost:
+        return None
+    return NotificationSettings(
+        from_address=_notification_from(config),
+        url=n.url,
+        window=timedelta(seconds=n.window_seconds),
+    )
+
+
+def _notification_sender(config: Config) -> DeliverTo | None:
+    """MSSC-NOTIF-1: the smarthost client, DKIM-signing for the notification sender's domain."""
+    n = config.notifications
+    if not n.smarthost:
+        return None
+    host, _, port = n.smarthost.rpartition(":")
+    s = config.smtp
+    domain = _notification_from(config).rpartition("@")[2]
+    sender = NotificationSender(
+        SmarthostSettings(
+            host=host,
+            port=int(port),
+            tls=n.tls,
+            ca_file=config.path(n.ca_file) if n.ca_file else None,
+            username=n.username or None,
+            password_file=config.path(n.password_file) if n.password_file else None,
+        ),
+        hostname=config.hostname,
+        dkim_key=dkim.load_key(
+            config.path(s.dkim_key_file), domain=domain, selector=s.dkim_selector
+        ),
+    )
+    return sender.deliver
 
 
 def _listener(

@@ -89,7 +89,7 @@ class Policy(Protocol):
 
     def trace_headers(self, session: Session, headers: Message, queue_id: str) -> bytes: ...
 
-    def drop_field(self, field: bytes) -> bool:
+    def drop_field(self, session: Session, field: bytes) -> bool:
         """Whether a header field of the incoming message must not be kept."""
         ...
 
@@ -294,7 +294,7 @@ class Session:
         assert queue_id is not None
         spool.start(
             lambda headers: extra + self.policy.trace_headers(self, headers, queue_id),
-            self.policy.drop_field,
+            lambda field: self.policy.drop_field(self, field),
         )
 
     async def _end_of_data(self, event: DataEnd) -> Reply:

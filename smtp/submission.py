@@ -19,11 +19,13 @@ import asyncio
 import secrets
 import ssl
 from email.message import Message
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime, formataddr, getaddresses
 
-from annuaire import Bridge, Refused
+from annuaire import Bridge, InsError, Refused, get_patient, parse_patient_address
 from mssante import sasl
 from mssante.authn import Attempt, Authenticator, Refusal
+from policies import patient_display_name
+from smtp.accept import field_name
 from smtp.endpoint import Endpoint
 from smtp.protocol import Auth, AuthResponse, MailFrom, RcptTo, Reply
 from smtp.session import Session
@@ -141,7 +143,22 @@ class SubmissionPolicy:
                 "5.7.1",
                 f"Sender address not owned by the authenticated user {session.identity}",
             )
+        patient_from = await asyncio.to_thread(self._patient_from, session.identity)
+        if patient_from is not None:
+            session.state["patient_from"] = patient_from
         return Reply(250, "2.1.0", "Sender OK")
+
+    def _patient_from(self, identity: str) -> str | None:
+        """The ``From:`` the server writes for a patient (MSSC-FROM-1), None for others."""
+        try:
+            ins = parse_patient_address(identity, self.endpoint.routing.patient_domain)
+        except InsError:
+            return None
+        if ins is None:
+            return None
+        with self.auth.db.read() as conn:
+            patient = get_patient(conn, ins)
+        return formataddr((patient_display_name(patient) or "", identity), charset="utf-8")
 
     def _owns(self, session: Session, address: str) -> bool:
         assert session.identity is not None
@@ -160,6 +177,9 @@ class SubmissionPolicy:
 
     def trace_headers(self, session: Session, headers: Message, queue_id: str) -> bytes:
         out = session.received_header(queue_id, with_auth=True)
+        patient_from = session.state.get("patient_from")
+        if isinstance(patient_from, str):
+            out += f"From: {patient_from}\r\n".encode()
         if headers.get("Message-ID") is None:
             token = secrets.token_hex(12)
             out += f"Message-ID: <{queue_id}.{token}@{session.context.hostname}>\r\n".encode()
@@ -167,8 +187,9 @@ class SubmissionPolicy:
             out += f"Date: {format_datetime(session.context.clock.now())}\r\n".encode()
         return out
 
-    def drop_field(self, field: bytes) -> bool:
-        return False
+    def drop_field(self, session: Session, field: bytes) -> bool:
+        """A patient's ``From:`` is replaced by the registry's name (MSSC-FROM-1)."""
+        return "patient_from" in session.state and field_name(field) == b"from"
 
     def wants_whole_message(self, headers: Message) -> bool:
         return False

@@ -183,7 +183,9 @@ def test_self_entry_is_a_valid_whitelist_with_our_certificate_dn(node):
     parsed = parse_whitelist(output.encode())
     config = cfg.load(node)
     ours = dn_from_x509(load_certificates(config.path(config.tls.cert_file))[0].subject)
-    assert [(e.domain, e.dn) for e in parsed.entries] == [(DOMAIN, ours)]
+    # The node serves the patient domain too (node.serves_patient_domain): peers pair both.
+    domains = sorted([DOMAIN, config.node.patient_domain])
+    assert [(e.domain, e.dn) for e in parsed.entries] == [(d, ours) for d in domains]
     assert "<Domaine" in ok(node, "whitelist", "self-entry")
 
 

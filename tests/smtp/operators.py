@@ -95,13 +95,21 @@ def setup_pair(
     work: Path,
     *,
     database_urls: Sequence[str | None] = (None, None),
-    extra_config: str = "",
+    extra_config: str | Sequence[str] = "",
+    patient_operator: str | None = None,
 ) -> Pair:
-    """Initialise nodes a.test and b.test (not started) with alice, carol and bob."""
+    """Initialise nodes a.test and b.test (not started) with alice, carol and bob.
+
+    ``extra_config`` is appended to both configurations, or, as a pair, one to each.
+    With ``patient_operator`` ("a" or "b"), only that node serves the patient
+    domain; the other delivers patient mail to it through the trust space.
+    """
+    extras = (extra_config, extra_config) if isinstance(extra_config, str) else extra_config
     ca_dir = work / "ca"
     assert mssante("certs", "create-ca", "--ca-dir", str(ca_dir)).returncode == 0
     peers = []
-    for (name, domain), url in zip((("a", "a.test"), ("b", "b.test")), database_urls, strict=True):
+    nodes = (("a", "a.test"), ("b", "b.test"))
+    for (name, domain), url, extra in zip(nodes, database_urls, extras, strict=True):
         data_dir = work / name
         args = ["init", "--demo", "--data-dir", str(data_dir), "--domain", domain]
         args += ["--ca-dir", str(ca_dir), "--port-offset", str(free_port_offset())]
@@ -109,9 +117,15 @@ def setup_pair(
             args += ["--database-url", url]
         result = mssante(*args)
         assert result.returncode == 0, result.stderr
-        if extra_config:
-            with (data_dir / cfg.CONFIG_NAME).open("a") as fh:
-                fh.write("\n" + extra_config)
+        config_file = data_dir / cfg.CONFIG_NAME
+        if patient_operator is not None and name != patient_operator:
+            text = config_file.read_text()
+            config_file.write_text(
+                text.replace("[node]\n", "[node]\nserves_patient_domain = false\n", 1)
+            )
+        if extra:
+            with config_file.open("a") as fh:
+                fh.write("\n" + extra)
         offset = cfg.load(data_dir).listeners.mx.port - DEMO_PORTS["mx"]
         peers.append(Peer(name, domain, data_dir, offset))
     a, b = peers
@@ -120,6 +134,9 @@ def setup_pair(
         entry.write_text(other.run("whitelist", "self-entry", "--whole").stdout)
         me.run("whitelist", "update", str(entry))
         me.run("transport", "set", other.domain, f"127.0.0.1:{other.port('mx')}")
+        if other.name == patient_operator:
+            patient_domain = cfg.load(other.data_dir).node.patient_domain
+            me.run("transport", "set", patient_domain, f"127.0.0.1:{other.port('mx')}")
     pw = work / "pw"
     pw.write_text(PASSWORD)
     for peer, user, n in ((a, "alice", 1), (a, "carol", 3), (b, "bob", 2)):

@@ -1,0 +1,406 @@
+"""The queue runner's hands for MSS-C: gather the facts, ask :mod:`policies`, do what it says.
+
+Three kinds of queue rows go through here instead of plain delivery:
+
+* mail a patient sent (``<INS>@<patient domain>``): screened by
+  :func:`policies.decide_from_patient` before it is routed anywhere;
+* mail for a patient space: :func:`policies.decide_to_patient` says deliver
+  (with the reply marker, the professional's name, conversation state and a
+  notification) or send an automatic return instead;
+* mail for the MSSC-TEST-1 responder.
+
+Each decision and all its effects (conversation state, automatic messages
+enqueued, the append, the row's end) commit in one transaction, so a crash
+never leaves a return without its row finished or the reverse. Automatic
+messages are keyed in ``auto_replies``: one per original message and kind, even
+when a peer delivers the same original twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+from email.utils import formataddr, parseaddr
+
+from sqlalchemy import Connection, insert, select
+
+from annuaire import (
+    LocalMailbox,
+    PatientMailbox,
+    Responder,
+    Route,
+    address_key,
+    conversation_state,
+    get_bal,
+    get_patient,
+    last_notified,
+    parse_patient_address,
+    record_notification,
+    set_conversation,
+)
+from annuaire.ins import InsError
+from mssante import index
+from mssante.logs import pseudonym
+from mssante.schema import auto_replies
+from mssante.store import BlobRef, BlobStore
+from policies import (
+    REPLY_MARKER,
+    AttachmentsCheck,
+    Deliver,
+    Drop,
+    Effect,
+    MessageFacts,
+    Notify,
+    ReturnKind,
+    SendAck,
+    SendReturn,
+    SetConversation,
+    check_patient_attachments,
+    decide_from_patient,
+    decide_test_responder,
+    decide_to_patient,
+    notification_due,
+)
+from smtp.accept import drop_fields, field_name, header_end, parse_headers, read_header_block
+from smtp.autoreply import build_auto_return, build_notification, build_test_ack
+from smtp.queue import Envelope, NewRecipient, Work, enqueue
+
+__all__ = ["NOTIFICATION_ORIGIN", "NotificationSettings", "PatientDesk", "PatientSettings"]
+
+log = logging.getLogger("mssante.mssc")
+
+#: Queue origin of patient notifications: they leave through the smarthost only.
+NOTIFICATION_ORIGIN = "notification"
+#: Queue origin of the automatic messages enqueued here.
+AUTO_ORIGIN = "mssc"
+#: The MSSC-TEST-1 check reads at most this much of a message.
+MAX_TEST_READ = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    from_address: str
+    url: str
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class PatientSettings:
+    patient_domain: str
+    size_cap: int  # LIM-1
+    hostname: str
+    #: ``From:`` of automatic returns and acknowledgements (null envelope sender).
+    from_address: str
+    max_age: timedelta  # queue lifetime of what we enqueue
+    notifications: NotificationSettings | None = None
+
+
+class PatientDesk:
+    """Executes MSS-C decisions for the queue runner (one per node)."""
+
+    def __init__(self, settings: PatientSettings, *, store: BlobStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    # ------------------------------------------------------------------ which rows
+
+    def patient_of(self, address: str) -> str | None:
+        """The INS when ``address`` is a patient of our patient domain."""
+        try:
+            return parse_patient_address(address, self.settings.patient_domain)
+        except (InsError, ValueError):
+            return None
+
+    def sent_by_patient(self, work: Work) -> bool:
+        return bool(work.message.sender) and self.patient_of(work.message.sender) is not None
+
+    # ------------------------------------------------------------------ reading
+
+    def _head(self, blob: BlobRef) -> bytes:
+        return read_header_block(self.store, blob.sha256)
+
+    def _facts(self, work: Work, head: bytes) -> tuple[MessageFacts, Message]:
+        headers = parse_headers(head)
+        return MessageFacts.from_headers(
+            work.message.sender, headers, work.message.blob.size
+        ), headers
+
+    # ------------------------------------------------------------------ patient → anyone
+
+    def screen_patient_mail(
+        self, conn: Connection, work: Work, found: Route, now: datetime
+    ) -> bool:
+        """MSSC-INIT-1/2/3 and MSSC-ATT-1 for mail a patient sent; True when it was consumed."""
+        if isinstance(found, Responder):
+            return False  # the responder answers anyone who writes TEST
+        data = self.store.read(work.message.blob.sha256)
+        facts, _ = self._facts(work, data[: header_end(data)] if header_end(data) > 0 else data)
+        ins = self.patient_of(work.message.sender)
+        assert ins is not None
+        recipient = work.recipient
+        pharmacy = False
+        if isinstance(found, LocalMailbox):
+            bal = get_bal(conn, found.address)
+            pharmacy = bal is not None and bal.pharmacy_accepts_patient_initiation
+        effects = decide_from_patient(
+            facts,
+            recipient_is_patient=isinstance(found, PatientMailbox),
+            conversation=conversation_state(conn, recipient, ins),
+            pharmacy_accepts_patients=pharmacy,
+            attachments=AttachmentsCheck(not check_patient_attachments(data)),
+        )
+        if any(isinstance(e, Deliver) for e in effects):
+            return False
+        self._run(conn, work, effects, head=data[: max(header_end(data), 0)], now=now)
+        return True
+
+    # ------------------------------------------------------------------ anyone → patient
+
+    def deliver_to_patient(
+        self, conn: Connection, work: Work, found: PatientMailbox, now: datetime
+    ) -> int | None:
+        """Deliver or return; the mailbox id appended to, None when nothing was appended."""
+        head = self._head(work.message.blob)
+        facts, _ = self._facts(work, head)
+        patient = get_patient(conn, found.ins)
+        notes = self.settings.notifications
+        notify = notes is not None and notification_due(
+            last_notified(conn, patient.ins), now, notes.window
+        )
+        effects = decide_to_patient(facts, patient, size_cap=self.settings.size_cap, notify=notify)
+        return self._run(conn, work, effects, head=head, now=now, owner=address_key(work.recipient))
+
+    # ------------------------------------------------------------------ the test responder
+
+    def answer_test(self, conn: Connection, work: Work, now: datetime) -> None:
+        head = self._head(work.message.blob)
+        facts, _ = self._facts(work, head)
+        effects = decide_test_responder(facts, self._text(work.message.blob))
+        self._run(conn, work, effects, head=head, now=now)
+
+    def _text(self, blob: BlobRef) -> str:
+        """The text parts of a message (bounded), for the TEST check."""
+        data = bytearray()
+        for chunk in self.store.open(blob.sha256):
+            data += chunk
+            if len(data) >= MAX_TEST_READ:
+                break
+        message = message_from_bytes(bytes(data[:MAX_TEST_READ]), policy=compat32)
+        texts = []
+        for part in message.walk():
+            if part.get_content_maintype() != "text":
+                continue
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                charset = part.get_content_charset() or "utf-8"
+                try:
+                    texts.append(payload.decode(charset, "replace"))
+                except LookupError:
+                    texts.append(payload.decode("utf-8", "replace"))
+        return "\n".join(texts)
+
+    # ------------------------------------------------------------------ effects
+
+    def _run(
+        self,
+        conn: Connection,
+        work: Work,
+        effects: tuple[Effect, ...],
+        *,
+        head: bytes,
+        now: datetime,
+        owner: str | None = None,
+    ) -> int | None:
+        appended: int | None = None
+        for effect in effects:
+            if isinstance(effect, SetConversation):
+                set_conversation(conn, effect.professional, effect.ins, open=effect.open, now=now)
+            elif isinstance(effect, Deliver):
+                assert owner is not None
+                appended = self._append(conn, work, effect, head, owner, now)
+            elif isinstance(effect, SendReturn):
+                self._send_return(conn, work, effect, head, now)
+            elif isinstance(effect, SendAck):
+                self._send_ack(conn, work, effect, head, now)
+            elif isinstance(effect, Notify):
+                self._notify(conn, work, effect, now)
+            elif isinstance(effect, Drop):
+                log.info(
+                    "not delivered, no return",
+                    extra={"fields": {"queue_id": work.message.queue_id, "reason": effect.reason}},
+                )
+        return appended
+
+    def _append(
+        self, conn: Connection, work: Work, deliver: Deliver, head: bytes, owner: str, now: datetime
+    ) -> int:
+        blob = self._marked(work.message.blob, head, deliver)
+        mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
+        inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
+        assert inbox is not None
+        index.append(
+            conn,
+            inbox,
+            blob,
+            internal_date=work.message.received_at,
+            delivery_key=work.message.delivery_key(address_key(work.recipient)),
+        )
+        return inbox.id
+
+    def _marked(self, blob: BlobRef, head: bytes, deliver: Deliver) -> BlobRef:
+        """The message as the patient gets it: our reply marker, a named ``From:``.
+
+        A marker the sender wrote is dropped (only ours may tell the patient
+        UI whether replies are allowed).
+        """
+        marker = REPLY_MARKER.lower().encode()
+        rename = deliver.display_name is not None
+        prefix = (
+            f"{REPLY_MARKER}: {deliver.reply_marker}\r\n".encode() if deliver.reply_marker else b""
+        )
+        headers = parse_headers(head)
+        if rename:
+            _, addr = parseaddr(str(headers.get("From", "")))
+            named = formataddr((deliver.display_name or "", addr), charset="utf-8")
+            prefix += f"From: {named}\r\n".encode()
+
+        def drop(field: bytes) -> bool:
+            name = field_name(field)
+            return name == marker or (rename and name == b"from")
+
+        kept = drop_fields(head, drop)
+
+        def chunks() -> Iterator[bytes]:
+            yield prefix + kept
+            skip = len(head)
+            for chunk in self.store.open(blob.sha256):
+                if skip >= len(chunk):
+                    skip -= len(chunk)
+                    continue
+                yield chunk[skip:]
+                skip = 0
+
+        return self.store.put(chunks())
+
+    def _once(self, conn: Connection, kind: str, work: Work, queue_id: str, now: datetime) -> bool:
+        """Record the automatic message; False when this original already had one of this kind."""
+        basis = work.message.received_sha256 or work.message.queue_id
+        key = hashlib.sha256(f"{kind}/{basis}/{address_key(work.recipient)}".encode()).hexdigest()
+        if conn.execute(select(auto_replies.c.key).where(auto_replies.c.key == key)).first():
+            return False
+        conn.execute(
+            insert(auto_replies).values(key=key, kind=kind, queue_id=queue_id, created_at=now)
+        )
+        return True
+
+    def _enqueue_auto(
+        self,
+        conn: Connection,
+        work: Work,
+        kind: str,
+        to: str,
+        build: Callable[[str], bytes],
+        now: datetime,
+    ) -> None:
+        queue_id = f"{work.message.queue_id}M{secrets.token_hex(3).upper()}"
+        if not self._once(conn, kind, work, queue_id, now):
+            log.info(
+                "automatic message already sent",
+                extra={"fields": {"queue_id": work.message.queue_id, "kind": kind}},
+            )
+            return
+        blob = self.store.put(build(f"{queue_id}.{kind}@{self.settings.hostname}"))
+        enqueue(
+            conn,
+            blob,
+            Envelope(
+                sender="",
+                recipients=(NewRecipient(to),),
+                origin=AUTO_ORIGIN,
+                client=self.settings.hostname,
+            ),
+            now=now,
+            max_age=self.settings.max_age,
+            queue_id=queue_id,
+        )
+        log.info(
+            "automatic message queued",
+            extra={
+                "fields": {
+                    "queue_id": queue_id,
+                    "about": work.message.queue_id,
+                    "kind": kind,
+                    "to": pseudonym(to),
+                }
+            },
+        )
+
+    def _send_return(
+        self, conn: Connection, work: Work, effect: SendReturn, head: bytes, now: datetime
+    ) -> None:
+        def build(message_id: str) -> bytes:
+            return build_auto_return(
+                effect.kind,
+                original_headers=head,
+                recipient=work.recipient,
+                to=effect.to,
+                reporting_mta=self.settings.hostname,
+                from_address=self.settings.from_address,
+                arrival_date=work.message.received_at,
+                now=now,
+                message_id=message_id,
+                size_limit=self.settings.size_cap if effect.kind is ReturnKind.TOO_BIG else None,
+            )
+
+        self._enqueue_auto(conn, work, f"return.{effect.kind.value}", effect.to, build, now)
+
+    def _send_ack(
+        self, conn: Connection, work: Work, effect: SendAck, head: bytes, now: datetime
+    ) -> None:
+        def build(message_id: str) -> bytes:
+            return build_test_ack(
+                original_headers=head,
+                from_address=address_key(work.recipient),
+                to=effect.to,
+                now=now,
+                message_id=message_id,
+            )
+
+        self._enqueue_auto(conn, work, "test-ack", effect.to, build, now)
+
+    def _notify(self, conn: Connection, work: Work, effect: Notify, now: datetime) -> None:
+        notes = self.settings.notifications
+        assert notes is not None
+        queue_id = f"{work.message.queue_id}N{secrets.token_hex(3).upper()}"
+        data = build_notification(
+            from_address=notes.from_address,
+            to=effect.email,
+            url=notes.url,
+            now=now,
+            message_id=f"{queue_id}.notification@{self.settings.hostname}",
+        )
+        enqueue(
+            conn,
+            self.store.put(data),
+            Envelope(
+                sender="",
+                recipients=(NewRecipient(effect.email),),
+                origin=NOTIFICATION_ORIGIN,
+                client=self.settings.hostname,
+            ),
+            now=now,
+            max_age=self.settings.max_age,
+            queue_id=queue_id,
+        )
+        record_notification(conn, effect.ins, now=now)
+        log.info(
+            "notification queued",
+            extra={"fields": {"queue_id": queue_id, "about": work.message.queue_id}},
+        )
