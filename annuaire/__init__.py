@@ -17,6 +17,7 @@ from annuaire.addresses import (
 )
 from annuaire.bal import Bal, BalError, BalSpec, bals_for, get_bal, may_open, verify_password
 from annuaire.conversations import conversation_state, set_conversation
+from annuaire.directory import accepts_patient_initiation
 from annuaire.dn import DN, DNError, dn_from_x509, parse_dn
 from annuaire.ins import InsError, PatientStatus, parse_patient_address, validate_ins
 from annuaire.patients import (
@@ -57,6 +58,7 @@ __all__ = [
     "Responder",
     "Route",
     "RoutingContext",
+    "accepts_patient_initiation",
     "active_generation",
     "address_key",
     "bals_for",

@@ -240,6 +240,26 @@ def sync_local(conn: Connection, bal: Bal) -> None:
         _write(conn, entry_from_bal(bal), "local", None)
 
 
+def accepts_patient_initiation(conn: Connection, address: str) -> bool:
+    """MSSC-INIT-2: is ``address`` a pharmacy flagged as taking patients' first messages?
+
+    Our own BALs carry the flag (``bal add --pharmacy-accepts-patients``); a
+    directory entry imported from elsewhere counts when its record has it.
+    """
+    try:
+        key = address_key(address)
+    except AddressError:
+        return False
+    records = conn.execute(
+        select(directory_entries.c.record).where(directory_entries.c.address_key == key)
+    ).scalars()
+    for record in records:
+        with contextlib.suppress(ValueError, AttributeError):
+            if json.loads(record).get("pharmacy_accepts_patient_initiation") is True:
+                return True
+    return False
+
+
 def remove_local(conn: Connection, key: str) -> None:
     conn.execute(
         delete(directory_entries).where(

@@ -304,6 +304,7 @@ queue_messages = Table(
     # SHA-256 of the bytes as the client sent them (before our trace headers):
     # a peer redelivering the same message after a crash is recognised by it.
     Column("received_sha256", String(64), nullable=True),
+    Column("received_size", BigInteger, nullable=True),  # as received: LIM-1 counts this
     Column("sender", String(320), nullable=False),  # "" for the null reverse-path
     Column("envid", String(100), nullable=True),  # RFC 3461 ENVID, decoded
     Column("ret", String(8), nullable=True),  # "full" / "headers"

@@ -3,9 +3,10 @@
 The node-wide cap is what SIZE advertises; some domains get a smaller one
 (the patient domain is always capped at 25 MB by default). A declared SIZE is
 checked at RCPT, the real size at the end of DATA, except for the patient
-domain: there a message over the cap that did not declare its size is
-accepted and answered by the MSS-C automatic return *taille maximale
-dépassée* (MSSC-RET-1 c), which the queue sends instead of delivering.
+domain on the node that serves it: there a message over the cap that did
+not declare its size is accepted and answered by the MSS-C automatic return
+*taille maximale dépassée* (MSSC-RET-1 c), which the queue sends instead of
+delivering.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ class SizeCaps:
             caps.get(patient, config.smtp.patient_max_message_size),
             config.smtp.patient_max_message_size,
         )
-        return cls(config.smtp.max_message_size, caps, frozenset({patient}))
+        # Only the patient domain's operator sends the MSS-C returns; elsewhere the cap
+        # is enforced at DATA like any other.
+        returned = frozenset({patient}) if config.node.serves_patient_domain else frozenset()
+        return cls(config.smtp.max_message_size, caps, returned)
 
     def for_address(self, address: str) -> tuple[str, int]:
         try:

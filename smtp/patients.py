@@ -32,13 +32,12 @@ from email.utils import formataddr, parseaddr
 from sqlalchemy import Connection, insert, select
 
 from annuaire import (
-    LocalMailbox,
     PatientMailbox,
     Responder,
     Route,
+    accepts_patient_initiation,
     address_key,
     conversation_state,
-    get_bal,
     get_patient,
     last_notified,
     parse_patient_address,
@@ -128,9 +127,7 @@ class PatientDesk:
 
     def _facts(self, work: Work, head: bytes) -> tuple[MessageFacts, Message]:
         headers = parse_headers(head)
-        return MessageFacts.from_headers(
-            work.message.sender, headers, work.message.blob.size
-        ), headers
+        return MessageFacts.from_headers(work.message.sender, headers, work.message.size), headers
 
     # ------------------------------------------------------------------ patient → anyone
 
@@ -145,15 +142,11 @@ class PatientDesk:
         ins = self.patient_of(work.message.sender)
         assert ins is not None
         recipient = work.recipient
-        pharmacy = False
-        if isinstance(found, LocalMailbox):
-            bal = get_bal(conn, found.address)
-            pharmacy = bal is not None and bal.pharmacy_accepts_patient_initiation
         effects = decide_from_patient(
             facts,
             recipient_is_patient=isinstance(found, PatientMailbox),
             conversation=conversation_state(conn, recipient, ins),
-            pharmacy_accepts_patients=pharmacy,
+            pharmacy_accepts_patients=accepts_patient_initiation(conn, recipient),
             attachments=AttachmentsCheck(not check_patient_attachments(data)),
         )
         if any(isinstance(e, Deliver) for e in effects):

@@ -67,6 +67,7 @@ class Envelope:
     body: str | None = None
     smtputf8: bool = False
     received_sha256: str | None = None  # digest of the bytes as received
+    received_size: int | None = None  # bytes as received, dot-unstuffed (the LIM-1 size)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,12 @@ class QueuedMessage:
     client: str
     received_at: datetime
     received_sha256: str | None = None
+    received_size: int | None = None
+
+    @property
+    def size(self) -> int:
+        """The message's size as its sender transmitted it (without our trace headers)."""
+        return self.blob.size if self.received_size is None else self.received_size
 
     def delivery_key(self, recipient_key: str) -> str:
         """What makes local delivery idempotent: the same bytes for the same recipient.
@@ -136,6 +143,7 @@ def enqueue(
             blob_sha256=blob.sha256,
             size=blob.size,
             received_sha256=envelope.received_sha256,
+            received_size=envelope.received_size,
             sender=envelope.sender,
             envid=envelope.envid,
             ret=envelope.ret,
@@ -187,6 +195,7 @@ def _message(row: object) -> QueuedMessage:
         client=m["client"],
         received_at=m["received_at"],
         received_sha256=m["received_sha256"],
+        received_size=m["received_size"],
     )
 
 
@@ -205,6 +214,7 @@ def _work_columns() -> list[object]:
         queue_messages.c.client,
         queue_messages.c.received_at,
         queue_messages.c.received_sha256,
+        queue_messages.c.received_size,
     ]
 
 

@@ -97,16 +97,21 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         transport=lambda domain: transport.lookup(db, domain),
     )
     q = config.queue
-    desk = PatientDesk(
-        PatientSettings(
-            patient_domain=routing.patient_domain,
-            size_cap=caps.for_address(f"x@{routing.patient_domain}")[1],
-            hostname=config.hostname,
-            from_address=f"ne-pas-repondre@{routing.patient_domain}",
-            max_age=timedelta(seconds=q.max_age_seconds),
-            notifications=_notification_settings(config),
-        ),
-        store=runtime.store,
+    # Only the patient domain's operator applies the MSS-C rules (and sends receipts).
+    desk = (
+        None
+        if not routing.serves_patients
+        else PatientDesk(
+            PatientSettings(
+                patient_domain=routing.patient_domain,
+                size_cap=caps.for_address(f"x@{routing.patient_domain}")[1],
+                hostname=config.hostname,
+                from_address=f"ne-pas-repondre@{routing.patient_domain}",
+                max_age=timedelta(seconds=q.max_age_seconds),
+                notifications=_notification_settings(config),
+            ),
+            store=runtime.store,
+        )
     )
     runner = QueueRunner(
         db=db,
@@ -141,7 +146,8 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         wake_queue=runner.wake,
         on_changed=runtime.mailbox_events.publish,
     )
-    runtime.seen_hooks.append(receipts.on_seen)
+    if routing.serves_patients:
+        runtime.seen_hooks.append(receipts.on_seen)
     s = config.smtp
     limits = Limits(
         max_message_size=s.max_message_size,

@@ -343,6 +343,7 @@ class Session:
             body=self.mail.body,
             smtputf8=self.mail.smtputf8,
             received_sha256=spool.digest.hexdigest(),
+            received_size=event.size,
         )
         try:
             queue_id = await commit_message(

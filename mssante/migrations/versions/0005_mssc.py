@@ -1,4 +1,4 @@
-"""MSS-C: conversations per professional and patient, automatic-reply log, notification times.
+"""MSS-C: conversations, automatic-reply log, notification times, size as received.
 
 Revision ID: 0005
 Revises: 0004
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("queue_messages") as batch:
+        batch.add_column(sa.Column("received_size", sa.BigInteger(), nullable=True))
     op.create_table(
         "conversations",
         sa.Column("professional", sa.String(length=320), nullable=False),
@@ -58,3 +60,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_auto_replies_created_at"), table_name="auto_replies")
     op.drop_table("auto_replies")
     op.drop_table("conversations")
+    with op.batch_alter_table("queue_messages") as batch:
+        batch.drop_column("received_size")
