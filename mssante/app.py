@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import select
@@ -32,6 +33,7 @@ from mssante.db import Database, SchemaOutOfDate
 from mssante.listener import TcpListener
 from mssante.mailbox_events import MailboxEvents
 from mssante.metrics import Metrics
+from mssante.retention import RetentionJob
 from mssante.schema import BLOB_REFERENCES
 from mssante.store import BlobStore, GCReport, load_key
 from smtp.service import smtp_services
@@ -140,6 +142,24 @@ def directory_services(runtime: Runtime) -> list[Service]:
     return [WhitelistMonitor(runtime.db, runtime.clock, runtime.metrics, every=every)]
 
 
+def retention_services(runtime: Runtime) -> list[Service]:
+    """MSSC-RETENTION-1 on the patient domain's operator (days = 0: off)."""
+    config = runtime.config
+    days = config.patients.retention_days
+    if not config.node.serves_patient_domain or not days:
+        return []
+    job = RetentionJob(
+        db=runtime.db,
+        clock=runtime.clock,
+        owner_domain=config.node.patient_domain,
+        max_age=timedelta(days=days),
+        every=config.patients.retention_check_seconds,
+        collect_garbage=runtime.collect_garbage,
+        on_changed=runtime.mailbox_events.publish,
+    )
+    return [job]
+
+
 ServiceFactory = Callable[[Runtime], list[Service]]
 
 #: Every package's contribution to `serve`. SMTP and IMAP add theirs here.
@@ -147,6 +167,7 @@ SERVICE_FACTORIES: list[ServiceFactory] = [
     directory_services,
     smtp_services,
     imap_services,
+    retention_services,
     http_services,
 ]
 

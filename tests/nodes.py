@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +50,18 @@ def free_port_offset() -> int:
         if all(_free(port + offset) for port in DEMO_PORTS.values()):
             return offset
     raise RuntimeError("no free demo port range")
+
+
+def add_config(file: Path, extra: str) -> None:
+    """Append TOML to a configuration, merging into tables it already has."""
+    text = file.read_text()
+    for block in re.split(r"(?m)^(?=\[)", extra.strip()):
+        header, _, body = block.partition("\n")
+        if header.startswith("[") and f"\n{header}\n" in f"\n{text}":
+            text = text.replace(f"{header}\n", f"{header}\n{body.strip()}\n", 1)
+        else:
+            text += "\n" + block.strip() + "\n"
+    file.write_text(text)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -14,23 +14,26 @@ import imaplib
 import itertools
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from annuaire.bal import BalSpec, add_bal, add_member, set_password
 from imap.service import imap_services
 from mssante import config as cfg
 from mssante import index
-from mssante.app import Runtime, Service
+from mssante.app import Runtime, Service, ServiceFactory
+from mssante.clock import Clock
 from mssante.listener import TcpListener
 
-from nodes import free_port_offset, mssante, rpps
+from nodes import add_config, free_port_offset, mssante, rpps
 
 PASSWORD = "correct horse battery staple"
 DOMAIN = "demo.mssante.test"
 _counter = itertools.count(1)
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,7 +85,14 @@ class ImapNode:
         return client
 
     def deliver(
-        self, owner: str, raw: bytes, *, mailbox: str = "INBOX", flags: Sequence[str] = ()
+        self,
+        owner: str,
+        raw: bytes,
+        *,
+        mailbox: str = "INBOX",
+        flags: Sequence[str] = (),
+        internal_date: datetime | None = None,
+        delivery_key: str | None = None,
     ) -> int:
         """Put a message in a mailbox as local delivery does; its UID."""
         blob = self.runtime.store.put(raw)
@@ -91,9 +101,20 @@ class ImapNode:
             index.ensure_default_mailboxes(conn, owner.lower(), now=now)
             box = index.get_mailbox(conn, owner.lower(), mailbox)
             assert box is not None
-            entry = index.append(conn, box, blob, internal_date=now, flags=flags)
+            entry = index.append(
+                conn,
+                box,
+                blob,
+                internal_date=internal_date or now,
+                flags=flags,
+                delivery_key=delivery_key,
+            )
         self.runtime.mailbox_events.publish(box.id)
         return entry.uid
+
+    def loop_call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the node's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
 
     def stop(self) -> None:
         async def shutdown() -> None:
@@ -106,15 +127,20 @@ class ImapNode:
         self.runtime.db.dispose()
 
 
-def start_node(work: Path, *, extra_config: str = "") -> ImapNode:
+def start_node(
+    work: Path,
+    *,
+    extra_config: str = "",
+    clock: Clock | None = None,
+    factories: Sequence[ServiceFactory] = (imap_services,),
+) -> ImapNode:
     data = work / "node"
     offset = str(free_port_offset())
     made = mssante("init", "--demo", "--data-dir", str(data), "--port-offset", offset)
     assert made.returncode == 0, made.stderr
     if extra_config:
-        with (data / cfg.CONFIG_NAME).open("a") as fh:
-            fh.write("\n" + extra_config)
-    runtime = Runtime.open(cfg.load(data))
+        add_config(data / cfg.CONFIG_NAME, extra_config)
+    runtime = Runtime.open(cfg.load(data), clock)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     services: list[Service] = []
@@ -124,7 +150,8 @@ def start_node(work: Path, *, extra_config: str = "") -> ImapNode:
 
         async def start() -> None:
             runtime.mailbox_events.bind(loop)
-            services.extend(imap_services(runtime))
+            for factory in factories:
+                services.extend(factory(runtime))
             for service in services:
                 await service.start()
             ready.set()

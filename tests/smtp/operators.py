@@ -20,7 +20,7 @@ from mssante import index
 from mssante.app import Runtime
 from mssante.datadir import DEMO_PORTS
 
-from nodes import Node, free_port_offset, mssante, rpps
+from nodes import Node, add_config, free_port_offset, mssante, rpps
 
 PASSWORD = "correct horse battery staple"
 
@@ -119,13 +119,9 @@ def setup_pair(
         assert result.returncode == 0, result.stderr
         config_file = data_dir / cfg.CONFIG_NAME
         if patient_operator is not None and name != patient_operator:
-            text = config_file.read_text()
-            config_file.write_text(
-                text.replace("[node]\n", "[node]\nserves_patient_domain = false\n", 1)
-            )
+            add_config(config_file, "[node]\nserves_patient_domain = false\n")
         if extra:
-            with config_file.open("a") as fh:
-                fh.write("\n" + extra)
+            add_config(config_file, extra)
         offset = cfg.load(data_dir).listeners.mx.port - DEMO_PORTS["mx"]
         peers.append(Peer(name, domain, data_dir, offset))
     a, b = peers
