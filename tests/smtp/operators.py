@@ -97,12 +97,15 @@ def setup_pair(
     database_urls: Sequence[str | None] = (None, None),
     extra_config: str | Sequence[str] = "",
     patient_operator: str | None = None,
+    patient_domains: Sequence[str] | None = None,
 ) -> Pair:
     """Initialise nodes a.test and b.test (not started) with alice, carol and bob.
 
     ``extra_config`` is appended to both configurations, or, as a pair, one to each.
     With ``patient_operator`` ("a" or "b"), only that node serves the patient
     domain; the other delivers patient mail to it through the trust space.
+    ``patient_domains`` gives each node a patient domain of its own (each
+    reaches the other's through the transport map).
     """
     extras = (extra_config, extra_config) if isinstance(extra_config, str) else extra_config
     ca_dir = work / "ca"
@@ -113,6 +116,8 @@ def setup_pair(
         data_dir = work / name
         args = ["init", "--demo", "--data-dir", str(data_dir), "--domain", domain]
         args += ["--ca-dir", str(ca_dir), "--port-offset", str(free_port_offset())]
+        if patient_domains is not None:
+            args += ["--patient-domain", patient_domains[len(peers)]]
         if url:
             args += ["--database-url", url]
         result = mssante(*args)
@@ -130,6 +135,9 @@ def setup_pair(
         entry.write_text(other.run("whitelist", "self-entry", "--whole").stdout)
         me.run("whitelist", "update", str(entry))
         me.run("transport", "set", other.domain, f"127.0.0.1:{other.port('mx')}")
+        if patient_domains is not None:
+            theirs = patient_domains[0 if other is a else 1]
+            me.run("transport", "set", theirs, f"127.0.0.1:{other.port('mx')}")
         if other.name == patient_operator:
             patient_domain = cfg.load(other.data_dir).node.patient_domain
             me.run("transport", "set", patient_domain, f"127.0.0.1:{other.port('mx')}")
