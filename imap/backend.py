@@ -163,6 +163,7 @@ def store_flags(
     Messages whose flags end up the same are left alone (no new MODSEQ), as
     RFC 7162 §3.1.3 allows; they are neither changed nor refused.
     """
+    index.lock_mailbox(conn, mailbox_id)
     current: list[tuple[int, int, frozenset[str], int]] = []
     for chunk in _chunks(sorted(uids)):
         current.extend(

@@ -193,11 +193,8 @@ class SessionState:
         return await asyncio.to_thread(run)
 
     async def db_write(self, fn: Callable[[Connection], Any]) -> Any:
-        def run() -> Any:
-            with self.context.db.transaction() as conn:
-                return fn(conn)
-
-        return await asyncio.to_thread(run)
+        """``fn`` in a write transaction (run again if PostgreSQL picks it as a deadlock victim)."""
+        return await asyncio.to_thread(self.context.db.run_transaction, fn)
 
     def _enable_condstore(self) -> None:
         """CONDSTORE turned on, by ENABLE or by a command using it (RFC 7162 §3.1)."""

@@ -9,11 +9,11 @@ statements run on both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -21,8 +21,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from mssante.errors import OperatorError
+
+T = TypeVar("T")
+#: PostgreSQL SQLSTATEs of transactions aborted only because of concurrency.
+_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -81,6 +86,19 @@ class Database:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+
+    def run_transaction(self, work: Callable[[Connection], T], *, attempts: int = 3) -> T:
+        """``work`` in a write transaction, run again when PostgreSQL aborted it as a
+        deadlock victim or a serialization failure (both are safe to retry whole)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as conn:
+                    return work(conn)
+            except OperationalError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if code not in _RETRYABLE or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

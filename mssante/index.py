@@ -309,6 +309,19 @@ def append(
     )
 
 
+def lock_mailbox(conn: Connection, mailbox_id: int) -> None:
+    """Serialise read-modify-write of a mailbox's messages across nodes (PostgreSQL).
+
+    Flag changes read the current flags, then write them back: without this,
+    two nodes changing flags of one message at once lose one change (say the
+    ``$MDNSent`` of a read receipt). SQLite writers are serialised already
+    (``BEGIN IMMEDIATE``). Every writer takes the mailbox row first, then
+    message rows, so the lock order is the same everywhere.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id).with_for_update())
+
+
 def announce(conn: Connection, mailbox_id: int) -> None:
     """Tell other nodes, when this transaction commits, that the mailbox changed.
 

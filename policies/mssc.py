@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
@@ -50,20 +50,40 @@ __all__ = [
 #: may answer its sender (a patient UI shows the closing banner on "closed").
 REPLY_MARKER = "X-MSSante-Patient-Reply"
 
+_COMMENT = re.compile(r"\([^()]*\)")  # RFC 5322 comments (CFWS), as RFC 3834 allows
 _FIN = re.compile(r"(?<!\w)fin(?!\w)", re.IGNORECASE)
 _TEST = re.compile(r"(?<!\w)test(?!\w)", re.IGNORECASE)
 #: RFC 3834 §2 / RFC 2076: mail that announces itself as bulk or list traffic.
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 
 
-def _decoded(value: str | None) -> str:
-    """An RFC 2047 header value as text; undecodable words are kept as they came."""
+def _decoded(value: object) -> str:
+    """A header value as text: raw UTF-8 (RFC 6532) and RFC 2047 words both decoded.
+
+    The lenient parser keeps raw 8-bit bytes as surrogates; they are read as
+    UTF-8 first, so ``testé`` never becomes ``test`` plus a replacement
+    character that a whole-word match would take for a word boundary.
+    """
     if value is None:
         return ""
+    if isinstance(value, Header):  # what compat32 makes of raw 8-bit: chunks of bytes
+        return "".join(_chunk_text(chunk, charset) for chunk, charset in decode_header(value))
+    text = str(value)
+    if "=?" not in text:
+        return text
     try:
-        return str(make_header(decode_header(value)))
+        return str(make_header(decode_header(text)))
     except (LookupError, UnicodeError, ValueError):
-        return value
+        return text
+
+
+def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
+    if isinstance(chunk, str):
+        return chunk
+    try:
+        return chunk.decode("utf-8" if charset in (None, "unknown-8bit") else charset, "replace")
+    except LookupError:
+        return chunk.decode("utf-8", "replace")
 
 
 # --------------------------------------------------------------------------- facts
@@ -110,7 +130,7 @@ class MessageFacts:
         """Mail no automatic message may answer (RFC 3834 §2, RFC 3464, RFC 8098)."""
         if not self.envelope_sender:
             return True
-        auto = self.auto_submitted.split(";", 1)[0].strip().lower()
+        auto = _COMMENT.sub(" ", self.auto_submitted).split(";", 1)[0].strip().lower()
         if auto and auto != "no":
             return True
         if self.precedence.lower() in _BULK_PRECEDENCE:

@@ -45,7 +45,7 @@ import os
 import re
 import ssl
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
@@ -260,6 +260,29 @@ def _path(address: str, *, utf8: bool) -> bytes | None:
         return None
 
 
+def _envelope(message: OutboundMessage) -> tuple[bool, bytes | None, list[bytes | None]]:
+    """(SMTPUTF8 needed, reverse-path, forward-paths); None where :func:`_path` refuses a path."""
+    utf8 = message.smtputf8 or not (
+        message.sender.isascii() and all(r.address.isascii() for r in message.recipients)
+    )
+    sender = _path(message.sender, utf8=utf8)
+    paths = [_path(r.address, utf8=utf8) if r.address else None for r in message.recipients]
+    return utf8, sender, paths
+
+
+def _mark_unusable(
+    outcomes: list[RecipientOutcome], paths: list[bytes | None]
+) -> list[RecipientOutcome]:
+    """``outcomes``, with a recipient that had no usable path permanent (5.1.3)."""
+    unusable = "unusable recipient address"
+    return [
+        o
+        if path is not None
+        else RecipientOutcome(o.address, "permanent", 0, "5.1.3", unusable, None)
+        for o, path in zip(outcomes, paths, strict=True)
+    ]
+
+
 def _xtext(value: str | None, limit: int) -> str | None:
     if value is None or len(value) > limit or not _XTEXT.fullmatch(value):
         return None
@@ -326,21 +349,11 @@ class DeliveryClient:
         """
         if not message.recipients:
             return []
-        utf8 = message.smtputf8 or not (
-            message.sender.isascii() and all(r.address.isascii() for r in message.recipients)
-        )
-        sender = _path(message.sender, utf8=utf8)
+        utf8, sender, paths = _envelope(message)
         if sender is None:
             return _everyone(message, "permanent", "5.1.7", "unusable sender address")
-        paths = [_path(r.address, utf8=utf8) if r.address else None for r in message.recipients]
         outcomes = await self._deliver_paths(domain, targets, message, utf8, sender, paths)
-        unusable = "unusable recipient address"
-        return [
-            o
-            if path is not None
-            else RecipientOutcome(o.address, "permanent", 0, "5.1.3", unusable, None)
-            for o, path in zip(outcomes, paths, strict=True)
-        ]
+        return _mark_unusable(outcomes, paths)
 
     async def _deliver_paths(
         self,
@@ -384,7 +397,13 @@ class DeliveryClient:
                 if best is None or failure.stage >= best.stage:
                     best = failure
                 continue
-            self._log_outcomes(domain, target, outcomes)
+            _log_outcomes(
+                log,
+                "recipient outcome",
+                "delivery done",
+                {"domain": domain, "host": target.host},
+                outcomes,
+            )
             return outcomes
         if best is None:
             return _everyone(message, "temporary", "4.4.3", "no target to deliver to")
@@ -462,56 +481,41 @@ class DeliveryClient:
             use_tls=False,
             start_tls=False,
         )
-        try:
-            try:
-                await self._open(smtp, domain, target, contexts)
-            except _TargetFailed:
-                if smtp.is_connected:
-                    await _quit(smtp, self._quit_timeout)
-                raise
-            except Exception as exc:
-                log.exception("session failed", extra={"fields": {"host": target.host}})
-                raise _TargetFailed(
-                    _STAGE_SMTP, "4.4.2", f"{_where(target)}: session failed ({type(exc).__name__})"
-                ) from exc
-            try:
-                return await self._transaction(smtp, target, message, utf8, sender, paths)
-            except _TargetFailed:
-                raise
-            except Exception as exc:
-                # Unforeseen once MAIL may have been sent: final, another target could duplicate.
-                log.exception("transaction failed", extra={"fields": {"host": target.host}})
-                raise _TargetFailed(
-                    _STAGE_TRUSTED,
-                    "4.4.2",
-                    f"{_where(target)}: transaction failed ({type(exc).__name__})",
-                    final=True,
-                ) from exc
-        finally:
-            smtp.close()
+        peer = _Peer(
+            where=_where(target),
+            mta=target.tls_name or target.host,
+            host=target.host,
+            noun="peer",
+            limit="the peer's limit",
+            log=log,
+            prefix="",
+            quit_timeout=self._quit_timeout,
+            data_timeout=self.timeouts.data,
+            quit_after_mail_refused=False,
+        )
+        return await _session(
+            smtp,
+            peer,
+            lambda: self._open(smtp, peer, domain, target, contexts),
+            message,
+            utf8,
+            sender,
+            paths,
+        )
 
     async def _open(
         self,
         smtp: aiosmtplib.SMTP,
+        peer: _Peer,
         domain: str,
         target: Target,
         contexts: dict[bool, ssl.SSLContext],
     ) -> None:
         """Connect, STARTTLS, check the peer, EHLO again; raise _TargetFailed on any refusal."""
-        where = _where(target)
-        mta = target.tls_name or target.host
-        try:
-            await smtp.connect(timeout=self.timeouts.connect)
-        except aiosmtplib.SMTPConnectResponseError as exc:
-            raise _reply_failure(
-                _STAGE_SMTP, exc.code, exc.message, mta, f"{where}: greeting refused", "4.4.2"
-            ) from exc
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise _TargetFailed(_STAGE_TCP, "4.4.1", f"{where}: no answer (timeout)") from exc
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
-            raise _TargetFailed(_STAGE_TCP, "4.4.1", f"{where}: cannot connect") from exc
-        _raise_if_cancelled()
-        await self._ehlo(smtp, target, _STAGE_SMTP)
+        where = peer.where
+        mta = peer.mta
+        await _connect(smtp, peer, self.timeouts.connect, tls_lost=None)
+        await _ehlo(smtp, peer, _STAGE_SMTP, _refused_our_certificate)
         if not smtp.supports_extension("starttls"):
             raise _TargetFailed(
                 _STAGE_SMTP,
@@ -585,172 +589,282 @@ class DeliveryClient:
                 f" ({_clean(refusal)})",
                 remote_mta=mta,
             )
-        await self._ehlo(smtp, target, _STAGE_TRUSTED)
+        await _ehlo(smtp, peer, _STAGE_TRUSTED, _refused_our_certificate)
 
-    async def _ehlo(self, smtp: aiosmtplib.SMTP, target: Target, stage: int) -> None:
-        where = _where(target)
-        mta = target.tls_name or target.host
+
+# ---------------------------------------------------------------- one SMTP session
+#
+# Shared with smtp.notify (the smarthost client): what differs between the two
+# callers is carried by _Peer, so both send, classify and log alike.
+
+
+@dataclass(frozen=True)
+class _Peer:
+    """The other end of one session, and how the shared steps name it and treat it.
+
+    ``where`` ("host:port") opens our reasons and ``mta`` is the outcomes'
+    ``remote_mta``; ``host`` is the log field. ``noun`` ("peer", "smarthost")
+    and ``limit`` ("the peer's limit") name it in reasons. ``log`` and
+    ``prefix`` ("" or "smarthost ") keep each caller's logger and messages.
+    ``quit_after_mail_refused`` says QUIT when MAIL is refused (else the
+    connection is just closed).
+    """
+
+    where: str
+    mta: str
+    host: str
+    noun: str
+    limit: str
+    log: logging.Logger
+    prefix: str
+    quit_timeout: float
+    data_timeout: float
+    quit_after_mail_refused: bool
+
+
+_TlsLost: TypeAlias = Callable[[_Peer, int, BaseException], _TargetFailed | None]
+"""(peer, stage, error at EHLO) -> the failure to report if the error says TLS broke, else None."""
+
+
+async def _session(
+    smtp: aiosmtplib.SMTP,
+    peer: _Peer,
+    opening: Callable[[], Awaitable[None]],
+    message: OutboundMessage,
+    utf8: bool,
+    sender: bytes,
+    paths: list[bytes | None],
+) -> list[RecipientOutcome]:
+    """``opening`` (connect, TLS, EHLO...), then :func:`_transaction`; always closes ``smtp``.
+
+    Raises _TargetFailed; a failure while opening says QUIT if still connected.
+    """
+    try:
         try:
-            await smtp.ehlo()
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _reply_failure(
-                stage, exc.code, exc.message, mta, f"{where}: EHLO refused", "4.5.0"
-            ) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            cause = _ssl_cause(exc)
-            first_over_tls = stage == _STAGE_TRUSTED and isinstance(exc, ConnectionError)
-            if cause is not None or first_over_tls:
-                # TLS 1.3: the peer checks our certificate after our side of the
-                # handshake is done; its refusal arrives as an alert, or (asyncio
-                # peers) as a bare close, on the first read.
-                detail = f" ({cause.reason or cause})" if cause is not None else ""
-                raise _TargetFailed(
-                    _STAGE_TLS,
-                    "4.7.5",
-                    f"{where}: peer closed the TLS session{detail}; "
-                    "it may have refused our certificate",
-                    remote_mta=mta,
-                ) from exc
+            await opening()
+        except _TargetFailed:
+            if smtp.is_connected:
+                await _quit(smtp, peer.quit_timeout)
+            raise
+        except Exception as exc:
+            peer.log.exception(
+                f"{peer.prefix}session failed", extra={"fields": {"host": peer.host}}
+            )
             raise _TargetFailed(
-                stage, "4.4.2", f"{where}: connection lost at EHLO", remote_mta=mta
+                _STAGE_SMTP, "4.4.2", f"{peer.where}: session failed ({type(exc).__name__})"
             ) from exc
+        try:
+            return await _transaction(smtp, peer, message, utf8, sender, paths)
+        except _TargetFailed:
+            raise
+        except Exception as exc:
+            # Unforeseen once MAIL may have been sent: final, another target could duplicate.
+            peer.log.exception(
+                f"{peer.prefix}transaction failed", extra={"fields": {"host": peer.host}}
+            )
+            raise _TargetFailed(
+                _STAGE_TRUSTED,
+                "4.4.2",
+                f"{peer.where}: transaction failed ({type(exc).__name__})",
+                final=True,
+            ) from exc
+    finally:
+        smtp.close()
 
-    async def _transaction(
-        self,
-        smtp: aiosmtplib.SMTP,
-        target: Target,
-        message: OutboundMessage,
-        utf8: bool,
-        sender: bytes,
-        paths: list[bytes | None],
-    ) -> list[RecipientOutcome]:
-        """MAIL, RCPT per recipient, DATA; from MAIL on, outcomes are final for this attempt."""
-        where = _where(target)
-        mta = target.tls_name or target.host
-        if utf8 and not smtp.supports_extension("smtputf8"):
-            raise _TargetFailed(
-                _STAGE_TRUSTED,
-                "5.6.7",
-                f"{where}: the message needs SMTPUTF8, which the peer does not offer",
-                remote_mta=mta,
-                final=True,
-                kind="permanent",
-            )
-        limit = _size_limit(smtp)
-        if limit and message.size > limit:
-            raise _TargetFailed(
-                _STAGE_TRUSTED,
-                "5.3.4",
-                f"{where}: message of {message.size} bytes exceeds the peer's limit of {limit}",
-                remote_mta=mta,
-                final=True,
-                kind="permanent",
-            )
-        dsn = smtp.supports_extension("dsn")
-        mail_options = self._mail_options(smtp, message, utf8, dsn)
-        outcomes: dict[int, RecipientOutcome] = {}
+
+async def _connect(
+    smtp: aiosmtplib.SMTP, peer: _Peer, timeout: float, *, tls_lost: _TlsLost | None
+) -> None:
+    """Connect and read the greeting; a refusal or no connection raises _TargetFailed.
+
+    ``tls_lost`` (implicit TLS: the handshake is part of connecting) turns an
+    error that says the TLS handshake failed into its own failure.
+    """
+    try:
+        await smtp.connect(timeout=timeout)
+    except aiosmtplib.SMTPConnectResponseError as exc:
+        raise _reply_failure(
+            _STAGE_SMTP, exc.code, exc.message, peer.mta, f"{peer.where}: greeting refused", "4.4.2"
+        ) from exc
+    except aiosmtplib.SMTPTimeoutError as exc:
+        raise _TargetFailed(_STAGE_TCP, "4.4.1", f"{peer.where}: no answer (timeout)") from exc
+    except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+        failure = tls_lost(peer, _STAGE_TCP, exc) if tls_lost is not None else None
+        if failure is not None:
+            raise failure from exc
+        raise _TargetFailed(_STAGE_TCP, "4.4.1", f"{peer.where}: cannot connect") from exc
+    _raise_if_cancelled()
+
+
+async def _ehlo(smtp: aiosmtplib.SMTP, peer: _Peer, stage: int, tls_lost: _TlsLost) -> None:
+    """EHLO; a refusal or a lost connection raises _TargetFailed at ``stage``.
+
+    ``tls_lost`` turns an error that says the TLS session broke into its own failure.
+    """
+    try:
+        await smtp.ehlo()
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _reply_failure(
+            stage, exc.code, exc.message, peer.mta, f"{peer.where}: EHLO refused", "4.5.0"
+        ) from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        failure = tls_lost(peer, stage, exc)
+        if failure is not None:
+            raise failure from exc
+        raise _TargetFailed(
+            stage, "4.4.2", f"{peer.where}: connection lost at EHLO", remote_mta=peer.mta
+        ) from exc
+
+
+def _refused_our_certificate(peer: _Peer, stage: int, exc: BaseException) -> _TargetFailed | None:
+    """TLS 1.3: the peer checks our certificate after our side of the handshake is done.
+
+    Its refusal arrives as an alert, or (asyncio peers) as a bare close, on the
+    first read: the EHLO that follows STARTTLS.
+    """
+    cause = _ssl_cause(exc)
+    first_over_tls = stage == _STAGE_TRUSTED and isinstance(exc, ConnectionError)
+    if cause is None and not first_over_tls:
+        return None
+    detail = f" ({cause.reason or cause})" if cause is not None else ""
+    return _TargetFailed(
+        _STAGE_TLS,
+        "4.7.5",
+        f"{peer.where}: peer closed the TLS session{detail}; it may have refused our certificate",
+        remote_mta=peer.mta,
+    )
+
+
+async def _transaction(
+    smtp: aiosmtplib.SMTP,
+    peer: _Peer,
+    message: OutboundMessage,
+    utf8: bool,
+    sender: bytes,
+    paths: list[bytes | None],
+) -> list[RecipientOutcome]:
+    """MAIL, RCPT per recipient, DATA; from MAIL on, outcomes are final for this attempt."""
+    where = peer.where
+    mta = peer.mta
+    if utf8 and not smtp.supports_extension("smtputf8"):
+        raise _TargetFailed(
+            _STAGE_TRUSTED,
+            "5.6.7",
+            f"{where}: the message needs SMTPUTF8, which the {peer.noun} does not offer",
+            remote_mta=mta,
+            final=True,
+            kind="permanent",
+        )
+    limit = _size_limit(smtp)
+    if limit and message.size > limit:
+        raise _TargetFailed(
+            _STAGE_TRUSTED,
+            "5.3.4",
+            f"{where}: message of {message.size} bytes exceeds {peer.limit} of {limit}",
+            remote_mta=mta,
+            final=True,
+            kind="permanent",
+        )
+    dsn = smtp.supports_extension("dsn")
+    mail_options = _mail_options(smtp, message, utf8, dsn)
+    outcomes: dict[int, RecipientOutcome] = {}
+    _raise_if_cancelled()
+    try:
+        reply = await smtp.execute_command(b"MAIL", b"FROM:<" + sender + b">", *mail_options)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise _TargetFailed(
+            _STAGE_TRUSTED, "4.4.2", f"{where}: connection lost at MAIL", remote_mta=mta
+        ) from exc
+    if reply.code != 250:
+        if peer.quit_after_mail_refused:
+            await _quit(smtp, peer.quit_timeout)
+        return [
+            _reply_outcome(r.address, reply.code, reply.message, mta) for r in message.recipients
+        ]
+    accepted: list[int] = []
+    try:
+        for index, (rcpt, path) in enumerate(zip(message.recipients, paths, strict=True)):
+            if path is None:
+                outcomes[index] = RecipientOutcome(
+                    rcpt.address, "permanent", 0, "5.1.3", "unusable recipient address", None
+                )
+                continue
+            options = _rcpt_options(rcpt) if dsn else []
+            reply = await smtp.execute_command(b"RCPT", b"TO:<" + path + b">", *options)
+            if 200 <= reply.code < 300:
+                accepted.append(index)
+            else:
+                outcomes[index] = _reply_outcome(rcpt.address, reply.code, reply.message, mta)
+        if not accepted:
+            await _quit(smtp, peer.quit_timeout)
+            return [outcomes[i] for i in range(len(message.recipients))]
         _raise_if_cancelled()
         try:
-            reply = await smtp.execute_command(b"MAIL", b"FROM:<" + sender + b">", *mail_options)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _TargetFailed(
-                _STAGE_TRUSTED, "4.4.2", f"{where}: connection lost at MAIL", remote_mta=mta
-            ) from exc
-        if reply.code != 250:
-            return [
-                _reply_outcome(r.address, reply.code, reply.message, mta)
-                for r in message.recipients
-            ]
-        accepted: list[int] = []
-        try:
-            for index, (rcpt, path) in enumerate(zip(message.recipients, paths, strict=True)):
-                if path is None:
-                    outcomes[index] = RecipientOutcome(
-                        rcpt.address, "permanent", 0, "5.1.3", "unusable recipient address", None
-                    )
-                    continue
-                options = _rcpt_options(rcpt) if dsn else []
-                reply = await smtp.execute_command(b"RCPT", b"TO:<" + path + b">", *options)
-                if 200 <= reply.code < 300:
-                    accepted.append(index)
-                else:
-                    outcomes[index] = _reply_outcome(rcpt.address, reply.code, reply.message, mta)
-            if not accepted:
-                await _quit(smtp, self._quit_timeout)
-                return [outcomes[i] for i in range(len(message.recipients))]
-            _raise_if_cancelled()
-            try:
-                reply = await smtp.data(message.data, timeout=self.timeouts.data)
-            except aiosmtplib.SMTPDataError as exc:
-                reply = aiosmtplib.SMTPResponse(exc.code, exc.message)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            # Lost mid-transaction: after the final dot this may duplicate (RFC 5321 §6.1),
-            # which at-least-once delivery accepts.
-            log.info(
-                "connection lost in transaction",
-                extra={"fields": {"host": target.host, "error": type(exc).__name__}},
-            )
-            lost = RecipientOutcome("", "temporary", 0, "4.4.2", f"{where}: connection lost", mta)
-            return [
-                outcomes.get(i) or _with_address(lost, r.address)
-                for i, r in enumerate(message.recipients)
-            ]
-        for index in accepted:
-            outcomes[index] = _reply_outcome(
-                message.recipients[index].address,
-                reply.code,
-                reply.message,
-                mta,
-                relayed=not dsn,
-            )
-        await _quit(smtp, self._quit_timeout)
-        return [outcomes[i] for i in range(len(message.recipients))]
+            reply = await smtp.data(message.data, timeout=peer.data_timeout)
+        except aiosmtplib.SMTPDataError as exc:
+            reply = aiosmtplib.SMTPResponse(exc.code, exc.message)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        # Lost mid-transaction: after the final dot this may duplicate (RFC 5321 §6.1),
+        # which at-least-once delivery accepts.
+        peer.log.info(
+            f"{peer.prefix}connection lost in transaction",
+            extra={"fields": {"host": peer.host, "error": type(exc).__name__}},
+        )
+        lost = RecipientOutcome("", "temporary", 0, "4.4.2", f"{where}: connection lost", mta)
+        return [
+            outcomes.get(i) or _with_address(lost, r.address)
+            for i, r in enumerate(message.recipients)
+        ]
+    for index in accepted:
+        outcomes[index] = _reply_outcome(
+            message.recipients[index].address, reply.code, reply.message, mta, relayed=not dsn
+        )
+    await _quit(smtp, peer.quit_timeout)
+    return [outcomes[i] for i in range(len(message.recipients))]
 
-    @staticmethod
-    def _mail_options(
-        smtp: aiosmtplib.SMTP, message: OutboundMessage, utf8: bool, dsn: bool
-    ) -> list[bytes]:
-        options: list[str] = []
-        if smtp.supports_extension("size"):
-            options.append(f"SIZE={message.size}")
-        if message.eight_bit and smtp.supports_extension("8bitmime"):
-            options.append("BODY=8BITMIME")
-        if utf8:
-            options.append("SMTPUTF8")
-        if dsn:
-            ret = (message.ret or "").upper()
-            if ret in ("FULL", "HDRS"):
-                options.append(f"RET={ret}")
-            envid = _xtext(message.envid, _MAX_ENVID)
-            if envid is not None:
-                options.append(f"ENVID={envid}")
-        return [o.encode("ascii") for o in options]
 
-    @staticmethod
-    def _log_outcomes(domain: str, target: Target, outcomes: list[RecipientOutcome]) -> None:
-        for outcome in outcomes:
-            log.info(
-                "recipient outcome",
-                extra={
-                    "fields": {
-                        "rcpt": pseudonym(outcome.address),
-                        "kind": outcome.kind,
-                        "code": outcome.code,
-                        "status": outcome.status,
-                    }
-                },
-            )
-        counts = Counter(f"{o.code} {o.status}" for o in outcomes)
-        log.info(
-            "delivery done",
+def _mail_options(
+    smtp: aiosmtplib.SMTP, message: OutboundMessage, utf8: bool, dsn: bool
+) -> list[bytes]:
+    options: list[str] = []
+    if smtp.supports_extension("size"):
+        options.append(f"SIZE={message.size}")
+    if message.eight_bit and smtp.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    if utf8:
+        options.append("SMTPUTF8")
+    if dsn:
+        ret = (message.ret or "").upper()
+        if ret in ("FULL", "HDRS"):
+            options.append(f"RET={ret}")
+        envid = _xtext(message.envid, _MAX_ENVID)
+        if envid is not None:
+            options.append(f"ENVID={envid}")
+    return [o.encode("ascii") for o in options]
+
+
+def _log_outcomes(
+    logger: logging.Logger,
+    each: str,
+    done: str,
+    fields: Mapping[str, object],
+    outcomes: list[RecipientOutcome],
+) -> None:
+    """``each`` per recipient (pseudonymised), then ``done`` with ``fields`` and the counts."""
+    for outcome in outcomes:
+        logger.info(
+            each,
             extra={
                 "fields": {
-                    "domain": domain,
-                    "host": target.host,
-                    "outcomes": dict(sorted(counts.items())),
+                    "rcpt": pseudonym(outcome.address),
+                    "kind": outcome.kind,
+                    "code": outcome.code,
+                    "status": outcome.status,
                 }
             },
         )
+    counts = Counter(f"{o.code} {o.status}" for o in outcomes)
+    logger.info(done, extra={"fields": {**fields, "outcomes": dict(sorted(counts.items()))}})
 
 
 def _raise_if_cancelled() -> None:

@@ -83,17 +83,18 @@ class ReadReceipts:
     def _send(self, owner: str, ins: str, mailbox_id: int, uids: list[int]) -> int:
         sent = 0
         for uid in uids:
-            with self.db.transaction() as conn:
-                sent += self._one(conn, owner, ins, mailbox_id, uid)
+            sent += self.db.run_transaction(
+                lambda conn, uid=uid: self._one(conn, owner, ins, mailbox_id, uid)  # type: ignore[misc]
+            )
         return sent
 
     def _one(self, conn: Connection, owner: str, ins: str, mailbox_id: int, uid: int) -> int:
-        query = select(mailbox_messages).where(
-            mailbox_messages.c.mailbox_id == mailbox_id, mailbox_messages.c.uid == uid
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        index.lock_mailbox(conn, mailbox_id)  # as IMAP's flag changes do: no lost $MDNSent
+        row = conn.execute(
+            select(mailbox_messages).where(
+                mailbox_messages.c.mailbox_id == mailbox_id, mailbox_messages.c.uid == uid
+            )
+        ).first()
         if row is None:
             return 0
         flags = set(row.flags.split())

@@ -47,7 +47,6 @@ import asyncio
 import logging
 import os
 import ssl
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -58,26 +57,25 @@ from cryptography.hazmat.primitives import serialization
 
 from certs import BundleError, load_certificates
 from mssante.errors import OperatorError
-from mssante.logs import pseudonym
 from smtp.client import (
     _STAGE_SMTP,
     _STAGE_TCP,
     _STAGE_TLS,
     _STAGE_TRUSTED,
-    DeliveryClient,
     OutboundMessage,
     RecipientOutcome,
+    _connect,
+    _ehlo,
+    _envelope,
     _everyone,
-    _path,
-    _quit,
+    _log_outcomes,
+    _mark_unusable,
+    _Peer,
     _raise_if_cancelled,
-    _rcpt_options,
     _reply_failure,
-    _reply_outcome,
-    _size_limit,
+    _session,
     _ssl_cause,
     _TargetFailed,
-    _with_address,
 )
 from smtp.dkim import DkimError, DkimKey, sign
 
@@ -176,13 +174,9 @@ class NotificationSender:
         """Sign, then send through the smarthost; one outcome per recipient, in order."""
         if not message.recipients:
             return []
-        utf8 = message.smtputf8 or not (
-            message.sender.isascii() and all(r.address.isascii() for r in message.recipients)
-        )
-        sender = _path(message.sender, utf8=utf8)
+        utf8, sender, paths = _envelope(message)
         if sender is None:
             return _everyone(message, "permanent", "5.1.7", "unusable sender address")
-        paths = [_path(r.address, utf8=utf8) if r.address else None for r in message.recipients]
         if all(path is None for path in paths):
             return _everyone(message, "permanent", "5.1.3", "unusable recipient address")
         try:
@@ -205,14 +199,9 @@ class NotificationSender:
             log.exception("notification failed", extra={"fields": {"host": self.settings.host}})
             outcomes = _everyone(message, "temporary", "4.3.0", "notification sender failed")
         else:
-            self._log_outcomes(outcomes)
-        unusable = "unusable recipient address"
-        return [
-            o
-            if path is not None
-            else RecipientOutcome(o.address, "permanent", 0, "5.1.3", unusable, None)
-            for o, path in zip(outcomes, paths, strict=True)
-        ]
+            fields = {"host": self.settings.host}
+            _log_outcomes(log, "notification outcome", "notification done", fields, outcomes)
+        return _mark_unusable(outcomes, paths)
 
     # ------------------------------------------------------------ local material
 
@@ -317,61 +306,48 @@ class NotificationSender:
             start_tls=False,
             tls_context=context if implicit else None,
         )
-        try:
-            try:
-                await self._open(smtp, context, password)
-            except _TargetFailed:
-                if smtp.is_connected:
-                    await _quit(smtp, self._quit_timeout)
-                raise
-            except Exception as exc:
-                log.exception("smarthost session failed", extra={"fields": {"host": settings.host}})
-                raise _TargetFailed(
-                    _STAGE_SMTP, "4.4.2", f"{self._where}: session failed ({type(exc).__name__})"
-                ) from exc
-            try:
-                return await self._transaction(smtp, message, utf8, sender, paths)
-            except _TargetFailed:
-                raise
-            except Exception as exc:
-                log.exception(
-                    "smarthost transaction failed", extra={"fields": {"host": settings.host}}
-                )
-                raise _TargetFailed(
-                    _STAGE_TRUSTED,
-                    "4.4.2",
-                    f"{self._where}: transaction failed ({type(exc).__name__})",
-                    final=True,
-                ) from exc
-        finally:
-            smtp.close()
+        peer = _Peer(
+            where=self._where,
+            mta=settings.host,
+            host=settings.host,
+            noun="smarthost",
+            limit="the smarthost limit",
+            log=log,
+            prefix="smarthost ",
+            quit_timeout=self._quit_timeout,
+            data_timeout=settings.timeout,
+            quit_after_mail_refused=True,
+        )
+        return await _session(
+            smtp,
+            peer,
+            lambda: self._open(smtp, peer, context, password),
+            message,
+            utf8,
+            sender,
+            paths,
+        )
 
     async def _open(
-        self, smtp: aiosmtplib.SMTP, context: ssl.SSLContext | None, password: str | None
+        self,
+        smtp: aiosmtplib.SMTP,
+        peer: _Peer,
+        context: ssl.SSLContext | None,
+        password: str | None,
     ) -> None:
         """Connect, TLS as configured, EHLO, AUTH; raise _TargetFailed on any refusal."""
         settings = self.settings
-        where = self._where
-        mta = settings.host
-        try:
-            await smtp.connect()
-        except aiosmtplib.SMTPConnectResponseError as exc:
-            raise _reply_failure(
-                _STAGE_SMTP, exc.code, exc.message, mta, f"{where}: greeting refused", "4.4.2"
-            ) from exc
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise _TargetFailed(_STAGE_TCP, "4.4.1", f"{where}: no answer (timeout)") from exc
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
-            cause = _ssl_cause(exc)
-            if cause is not None:  # implicit TLS: the handshake is part of connecting
-                raise _tls_failure(where, mta, cause) from exc
-            raise _TargetFailed(_STAGE_TCP, "4.4.1", f"{where}: cannot connect") from exc
+        where = peer.where
+        mta = peer.mta
+        # With implicit TLS the handshake is part of connecting: _tls_lost reports its failure.
+        await _connect(smtp, peer, settings.timeout, tls_lost=_tls_lost)
+        await _ehlo(smtp, peer, _STAGE_SMTP, _tls_lost)
         _raise_if_cancelled()
-        await self._ehlo(smtp, _STAGE_SMTP)
         if settings.tls == "starttls":
             assert context is not None  # built whenever tls is not "none"
             await self._starttls(smtp, context)
-            await self._ehlo(smtp, _STAGE_TLS)
+            await _ehlo(smtp, peer, _STAGE_TLS, _tls_lost)
+            _raise_if_cancelled()
         if settings.tls != "none":
             ssl_object = smtp.get_transport_info("ssl_object")
             if ssl_object is None:
@@ -416,24 +392,6 @@ class NotificationSender:
             ) from exc
         _raise_if_cancelled()
 
-    async def _ehlo(self, smtp: aiosmtplib.SMTP, stage: int) -> None:
-        where = self._where
-        mta = self.settings.host
-        try:
-            await smtp.ehlo()
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _reply_failure(
-                stage, exc.code, exc.message, mta, f"{where}: EHLO refused", "4.5.0"
-            ) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            cause = _ssl_cause(exc)
-            if cause is not None:
-                raise _tls_failure(where, mta, cause) from exc
-            raise _TargetFailed(
-                stage, "4.4.2", f"{where}: connection lost at EHLO", remote_mta=mta
-            ) from exc
-        _raise_if_cancelled()
-
     async def _auth(self, smtp: aiosmtplib.SMTP, username: str, password: str) -> None:
         where = self._where
         mta = self.settings.host
@@ -457,113 +415,6 @@ class NotificationSender:
             ) from exc
         _raise_if_cancelled()
 
-    async def _transaction(
-        self,
-        smtp: aiosmtplib.SMTP,
-        message: OutboundMessage,
-        utf8: bool,
-        sender: bytes,
-        paths: list[bytes | None],
-    ) -> list[RecipientOutcome]:
-        """MAIL, RCPT per recipient, DATA, as :class:`~smtp.client.DeliveryClient` does."""
-        where = self._where
-        mta = self.settings.host
-        if utf8 and not smtp.supports_extension("smtputf8"):
-            raise _TargetFailed(
-                _STAGE_TRUSTED,
-                "5.6.7",
-                f"{where}: the message needs SMTPUTF8, which the smarthost does not offer",
-                remote_mta=mta,
-                final=True,
-                kind="permanent",
-            )
-        limit = _size_limit(smtp)
-        if limit and message.size > limit:
-            raise _TargetFailed(
-                _STAGE_TRUSTED,
-                "5.3.4",
-                f"{where}: message of {message.size} bytes exceeds the smarthost limit of {limit}",
-                remote_mta=mta,
-                final=True,
-                kind="permanent",
-            )
-        dsn = smtp.supports_extension("dsn")
-        mail_options = DeliveryClient._mail_options(smtp, message, utf8, dsn)
-        _raise_if_cancelled()
-        try:
-            reply = await smtp.execute_command(b"MAIL", b"FROM:<" + sender + b">", *mail_options)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _TargetFailed(
-                _STAGE_TRUSTED, "4.4.2", f"{where}: connection lost at MAIL", remote_mta=mta
-            ) from exc
-        if reply.code != 250:
-            await _quit(smtp, self._quit_timeout)
-            return [
-                _reply_outcome(r.address, reply.code, reply.message, mta)
-                for r in message.recipients
-            ]
-        outcomes: dict[int, RecipientOutcome] = {}
-        accepted: list[int] = []
-        try:
-            for index, (rcpt, path) in enumerate(zip(message.recipients, paths, strict=True)):
-                if path is None:
-                    outcomes[index] = RecipientOutcome(
-                        rcpt.address, "permanent", 0, "5.1.3", "unusable recipient address", None
-                    )
-                    continue
-                options = _rcpt_options(rcpt) if dsn else []
-                reply = await smtp.execute_command(b"RCPT", b"TO:<" + path + b">", *options)
-                if 200 <= reply.code < 300:
-                    accepted.append(index)
-                else:
-                    outcomes[index] = _reply_outcome(rcpt.address, reply.code, reply.message, mta)
-            if not accepted:
-                await _quit(smtp, self._quit_timeout)
-                return [outcomes[i] for i in range(len(message.recipients))]
-            _raise_if_cancelled()
-            try:
-                reply = await smtp.data(message.data)
-            except aiosmtplib.SMTPDataError as exc:
-                reply = aiosmtplib.SMTPResponse(exc.code, exc.message)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            # After the final dot this may duplicate (RFC 5321 §6.1): at-least-once.
-            log.info(
-                "smarthost connection lost in transaction",
-                extra={"fields": {"host": self.settings.host, "error": type(exc).__name__}},
-            )
-            lost = RecipientOutcome("", "temporary", 0, "4.4.2", f"{where}: connection lost", mta)
-            return [
-                outcomes.get(i) or _with_address(lost, r.address)
-                for i, r in enumerate(message.recipients)
-            ]
-        for index in accepted:
-            outcomes[index] = _reply_outcome(
-                message.recipients[index].address, reply.code, reply.message, mta, relayed=not dsn
-            )
-        await _quit(smtp, self._quit_timeout)
-        return [outcomes[i] for i in range(len(message.recipients))]
-
-    def _log_outcomes(self, outcomes: list[RecipientOutcome]) -> None:
-        for outcome in outcomes:
-            log.info(
-                "notification outcome",
-                extra={
-                    "fields": {
-                        "rcpt": pseudonym(outcome.address),
-                        "kind": outcome.kind,
-                        "code": outcome.code,
-                        "status": outcome.status,
-                    }
-                },
-            )
-        counts = Counter(f"{o.code} {o.status}" for o in outcomes)
-        log.info(
-            "notification done",
-            extra={
-                "fields": {"host": self.settings.host, "outcomes": dict(sorted(counts.items()))}
-            },
-        )
-
 
 def _read_password(path: Path) -> str:
     """The smarthost password, stripped; _TargetFailed (4.3.5) if unreadable or empty."""
@@ -582,6 +433,12 @@ def _read_password(path: Path) -> str:
         log.error("smarthost password file empty", extra={"fields": {"path": os.fspath(path)}})
         raise _TargetFailed(_STAGE_TCP, "4.3.5", f"the smarthost password file {path} is empty")
     return password
+
+
+def _tls_lost(peer: _Peer, stage: int, exc: BaseException) -> _TargetFailed | None:
+    """On connecting or at EHLO: a TLS error underneath is reported as such (4.7.5)."""
+    cause = _ssl_cause(exc)
+    return _tls_failure(peer.where, peer.mta, cause) if cause is not None else None
 
 
 def _tls_failure(where: str, mta: str, exc: ssl.SSLError) -> _TargetFailed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import itertools
+import shutil
 import ssl
 import threading
 from collections.abc import Coroutine, Sequence
@@ -133,11 +134,19 @@ def start_node(
     extra_config: str = "",
     clock: Clock | None = None,
     factories: Sequence[ServiceFactory] = (imap_services,),
+    init_args: Sequence[str] = (),
+    share_store_with: Path | None = None,
 ) -> ImapNode:
+    """Start a node; ``share_store_with`` another node's data directory (same database)."""
     data = work / "node"
     offset = str(free_port_offset())
-    made = mssante("init", "--demo", "--data-dir", str(data), "--port-offset", offset)
+    made = mssante("init", "--demo", "--data-dir", str(data), "--port-offset", offset, *init_args)
     assert made.returncode == 0, made.stderr
+    if share_store_with is not None:
+        shutil.rmtree(data / "blobs", ignore_errors=True)
+        (data / "blobs").symlink_to(share_store_with / "blobs")
+        key = cfg.load(data).store.key_file
+        shutil.copyfile(share_store_with / key, data / key)
     if extra_config:
         add_config(data / cfg.CONFIG_NAME, extra_config)
     runtime = Runtime.open(cfg.load(data), clock)

@@ -22,7 +22,7 @@ from imap.service import imap_services
 from mssante import index
 from mssante.app import Runtime, retention_services
 from mssante.clock import FakeClock
-from mssante.schema import queue_messages
+from mssante.schema import mailbox_messages, queue_messages
 from smtp.mdn import ReadReceipts
 
 from harness import PASSWORD, ImapNode, start_node
@@ -147,13 +147,15 @@ def _mdns(node: ImapNode) -> int:
         ).scalar_one()
 
 
-def test_mssc_mdn_1_exactly_once_with_racing_sessions(node: ImapNode) -> None:
+def _race(nodes: list[ImapNode]) -> None:
+    """Four sessions, spread over ``nodes``, display the same message at the same time."""
+    node = nodes[0]
     patient = patient_address(node, 2)
     key = "d" * 64
     node.deliver(
         patient, message("résultat", receipt="dr.martin@demo.mssante.test"), delivery_key=key
     )
-    clients = [node.login(patient) for _ in range(4)]
+    clients = [nodes[i % len(nodes)].login(patient) for i in range(4)]
     for client in clients:
         client.select("INBOX")
     barrier = threading.Barrier(len(clients))
@@ -173,14 +175,41 @@ def test_mssc_mdn_1_exactly_once_with_racing_sessions(node: ImapNode) -> None:
         t.join(60)
     assert not errors
     assert _mdns(node) == 1
-    _, data = clients[0].fetch("1", "(FLAGS)")
-    assert b"$MDNSent" in data[0]
+    with node.runtime.db.read() as conn:
+        flags = conn.execute(
+            select(mailbox_messages.c.flags).where(mailbox_messages.c.delivery_key == key)
+        ).scalar_one()
+    assert "$MDNSent" in flags.split()
     # Unseen then seen again: still one receipt.
     clients[0].store("1", "-FLAGS", r"(\Seen)")
     clients[1].store("1", "+FLAGS", r"(\Seen)")
     assert _mdns(node) == 1
     for client in clients:
         client.logout()
+
+
+def test_mssc_mdn_1_exactly_once_with_racing_sessions(node: ImapNode) -> None:
+    _race([node])
+
+
+def test_mssc_mdn_1_exactly_once_across_two_nodes_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    url = ["--database-url", postgres_url]
+    first = start_node(tmp_path / "1", factories=(with_receipts, imap_services), init_args=url)
+    try:
+        second = start_node(
+            tmp_path / "2",
+            factories=(with_receipts, imap_services),
+            init_args=url,
+            share_store_with=first.data_dir,
+        )
+        try:
+            _race([first, second])
+        finally:
+            second.stop()
+    finally:
+        first.stop()
 
 
 def test_mdn_not_for_appended_or_unrequested_or_professional_mail(node: ImapNode) -> None:
