@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -493,15 +494,8 @@ class DeliveryClient:
             data_timeout=self.timeouts.data,
             quit_after_mail_refused=False,
         )
-        return await _session(
-            smtp,
-            peer,
-            lambda: self._open(smtp, peer, domain, target, contexts),
-            message,
-            utf8,
-            sender,
-            paths,
-        )
+        opening = functools.partial(self._open, smtp, peer, domain, target, contexts)
+        return await _session(smtp, peer, opening, message, utf8, sender, paths)
 
     async def _open(
         self,
@@ -623,7 +617,7 @@ class _Peer:
 
 
 _TlsLost: TypeAlias = Callable[[_Peer, int, BaseException], _TargetFailed | None]
-"""(peer, stage, error at EHLO) -> the failure to report if the error says TLS broke, else None."""
+"""(peer, stage, error on connecting or at EHLO) -> the failure if it says TLS broke, else None."""
 
 
 async def _session(

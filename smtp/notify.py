@@ -44,6 +44,7 @@ reply texts (they may quote the address) or any content.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
@@ -318,15 +319,8 @@ class NotificationSender:
             data_timeout=settings.timeout,
             quit_after_mail_refused=True,
         )
-        return await _session(
-            smtp,
-            peer,
-            lambda: self._open(smtp, peer, context, password),
-            message,
-            utf8,
-            sender,
-            paths,
-        )
+        opening = functools.partial(self._open, smtp, peer, context, password)
+        return await _session(smtp, peer, opening, message, utf8, sender, paths)
 
     async def _open(
         self,

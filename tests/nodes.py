@@ -122,6 +122,18 @@ class Node:
                 return line
         raise AssertionError(f"no {needle!r} in log:\n{''.join(self.lines)}")
 
+    def drain(self) -> list[str]:
+        """Every line printed so far (without waiting for more)."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is None:
+                self._queue.put(None)
+                return self.lines
+            self.lines.append(line)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)

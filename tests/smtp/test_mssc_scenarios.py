@@ -451,6 +451,11 @@ def test_mssc_notif_1_generic_signed_and_rate_limited(pair: Pair, sink: tuple[Si
         return record
 
     assert dkimpy.verify(data, dnsfunc=dnsfunc)
+    # The log proves it: the notification is named by queue ids, nothing of the message.
+    logs = "".join(pair.b.node.drain())  # type: ignore[union-attr]
+    assert "notification queued" in logs and "notification attempt" in logs
+    for secret in (subject, body, attachment, ins(OPEN2), "emile@perso.example"):
+        assert secret not in logs
     text = parsed(data).get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Mon espace santé" in text
 
