@@ -28,6 +28,7 @@ from annuaire.patients import (
     verify_patient_password,
 )
 from annuaire.routing import (
+    TEST_RESPONDER,
     Bridge,
     LocalMailbox,
     PatientMailbox,
@@ -42,6 +43,7 @@ from annuaire.trust import active_generation, is_listed, pair_matches
 
 __all__ = [
     "DN",
+    "TEST_RESPONDER",
     "AddressError",
     "Bal",
     "BalError",

@@ -24,6 +24,7 @@ from policies.mssc import (
     decide_to_patient,
     mdn_recipient,
     notification_due,
+    patient_copy,
     patient_display_name,
     professional_display_name,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "decide_to_patient",
     "mdn_recipient",
     "notification_due",
+    "patient_copy",
     "patient_display_name",
     "professional_display_name",
 ]

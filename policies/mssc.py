@@ -42,6 +42,7 @@ __all__ = [
     "decide_to_patient",
     "mdn_recipient",
     "notification_due",
+    "patient_copy",
     "patient_display_name",
     "professional_display_name",
 ]
@@ -230,19 +231,30 @@ def decide_to_patient(
     if not patient.status.receives_mail():  # not created, opposed: one indistinguishable text
         return _return_or_drop(facts, ReturnKind.NOT_FOUND, sender)
     effects: list[Effect] = []
-    closing = closes_exchange(facts)
     if not facts.automatic:
         effects.extend(
-            SetConversation(address, patient.ins, open=not closing)
+            SetConversation(address, patient.ins, open=not closes_exchange(facts))
             for address in _unique(facts.professional_addresses)
         )
-    name = None
-    if facts.from_addresses and not facts.from_name:
-        name = professional_display_name(None, facts.from_addresses[0])
-    effects.append(Deliver(reply_marker="closed" if closing else "allowed", display_name=name))
+    effects.append(patient_copy(facts))
     if notify and patient.notification_email:
         effects.append(Notify(patient.ins, patient.notification_email))
     return tuple(effects)
+
+
+def patient_copy(facts: MessageFacts) -> Deliver:
+    """How a message looks in the patient's mailbox: the reply marker (MSSC-FIN-1) and
+    a name on a professional's bare ``From:`` address (MSSC-FROM-1).
+
+    It depends on the message alone, so the copy can be written before the
+    delivery's transaction.
+    """
+    name = None
+    if facts.from_addresses and not facts.from_name:
+        name = professional_display_name(None, facts.from_addresses[0])
+    return Deliver(
+        reply_marker="closed" if closes_exchange(facts) else "allowed", display_name=name
+    )
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from email.utils import getaddresses, parseaddr
 
 from sqlalchemy import Connection, select
 
-from annuaire import get_patient, parse_patient_address
-from annuaire.ins import InsError
+from annuaire import InsError, get_patient, parse_patient_address
 from mssante import index
 from mssante.clock import Clock
 from mssante.db import Database

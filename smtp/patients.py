@@ -18,6 +18,7 @@ when a peer delivers the same original twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -25,13 +26,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import message_from_bytes
-from email.message import Message
 from email.policy import compat32
 from email.utils import formataddr, parseaddr
 
 from sqlalchemy import Connection, insert, select
 
 from annuaire import (
+    TEST_RESPONDER,
+    InsError,
     PatientMailbox,
     Responder,
     Route,
@@ -44,7 +46,6 @@ from annuaire import (
     record_notification,
     set_conversation,
 )
-from annuaire.ins import InsError
 from mssante import index
 from mssante.logs import pseudonym
 from mssante.schema import auto_replies
@@ -66,12 +67,26 @@ from policies import (
     decide_test_responder,
     decide_to_patient,
     notification_due,
+    patient_copy,
 )
-from smtp.accept import drop_fields, field_name, header_end, parse_headers, read_header_block
+from smtp.accept import (
+    MAX_HEADER_BLOCK,
+    drop_fields,
+    field_name,
+    header_end,
+    parse_headers,
+    read_header_block,
+)
 from smtp.autoreply import build_auto_return, build_notification, build_test_ack
 from smtp.queue import Envelope, NewRecipient, Work, enqueue
 
-__all__ = ["NOTIFICATION_ORIGIN", "NotificationSettings", "PatientDesk", "PatientSettings"]
+__all__ = [
+    "NOTIFICATION_ORIGIN",
+    "NotificationSettings",
+    "PatientDesk",
+    "PatientSettings",
+    "Staged",
+]
 
 log = logging.getLogger("mssante.mssc")
 
@@ -88,6 +103,18 @@ class NotificationSettings:
     from_address: str
     url: str
     window: timedelta
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What the desk reads, checks and writes before the row's transaction."""
+
+    head: bytes
+    facts: MessageFacts
+    attachments_ok: bool = True  # MSSC-ATT-1, for mail a patient sent
+    text: str = ""  # the text parts, for the test responder
+    #: The patient's copy (reply marker, named From:) and its blob, already stored.
+    copy: tuple[Deliver, BlobRef] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,63 +147,34 @@ class PatientDesk:
     def sent_by_patient(self, work: Work) -> bool:
         return bool(work.message.sender) and self.patient_of(work.message.sender) is not None
 
-    # ------------------------------------------------------------------ reading
+    def concerns(self, address: str) -> bool:
+        """Is ``address`` in our patient domain (a patient space or the test responder)?"""
+        return address.rpartition("@")[2].lower() == self.settings.patient_domain
 
-    def _head(self, blob: BlobRef) -> bytes:
-        return read_header_block(self.store, blob.sha256)
+    # ------------------------------------------------------------------ before the transaction
 
-    def _facts(self, work: Work, head: bytes) -> tuple[MessageFacts, Message]:
-        headers = parse_headers(head)
-        return MessageFacts.from_headers(work.message.sender, headers, work.message.size), headers
-
-    # ------------------------------------------------------------------ patient → anyone
-
-    def screen_patient_mail(
-        self, conn: Connection, work: Work, found: Route, now: datetime
-    ) -> bool:
-        """MSSC-INIT-1/2/3 and MSSC-ATT-1 for mail a patient sent; True when it was consumed."""
-        if isinstance(found, Responder):
-            return False  # the responder answers anyone who writes TEST
-        data = self.store.read(work.message.blob.sha256)
-        facts, _ = self._facts(work, data[: header_end(data)] if header_end(data) > 0 else data)
-        ins = self.patient_of(work.message.sender)
-        assert ins is not None
-        recipient = work.recipient
-        effects = decide_from_patient(
-            facts,
-            recipient_is_patient=isinstance(found, PatientMailbox),
-            conversation=conversation_state(conn, recipient, ins),
-            pharmacy_accepts_patients=accepts_patient_initiation(conn, recipient),
-            attachments=AttachmentsCheck(not check_patient_attachments(data)),
+    def stage(self, work: Work) -> Staged:
+        """Read (and write the patient's copy) before the row's transaction: no lock held
+        while a 25 MB message is parsed or copied."""
+        blob = work.message.blob
+        attachments_ok = True
+        if self.sent_by_patient(work):
+            data = self.store.read(blob.sha256)
+            end = header_end(data)
+            head = data[:end] if end >= 0 else data[:MAX_HEADER_BLOCK]
+            attachments_ok = not check_patient_attachments(data)
+        else:
+            head = read_header_block(self.store, blob.sha256)
+        facts = MessageFacts.from_headers(
+            work.message.sender, parse_headers(head), work.message.size
         )
-        if any(isinstance(e, Deliver) for e in effects):
-            return False
-        self._run(conn, work, effects, head=data[: max(header_end(data), 0)], now=now)
-        return True
-
-    # ------------------------------------------------------------------ anyone → patient
-
-    def deliver_to_patient(
-        self, conn: Connection, work: Work, found: PatientMailbox, now: datetime
-    ) -> int | None:
-        """Deliver or return; the mailbox id appended to, None when nothing was appended."""
-        head = self._head(work.message.blob)
-        facts, _ = self._facts(work, head)
-        patient = get_patient(conn, found.ins)
-        notes = self.settings.notifications
-        notify = notes is not None and notification_due(
-            last_notified(conn, patient.ins), now, notes.window
-        )
-        effects = decide_to_patient(facts, patient, size_cap=self.settings.size_cap, notify=notify)
-        return self._run(conn, work, effects, head=head, now=now, owner=address_key(work.recipient))
-
-    # ------------------------------------------------------------------ the test responder
-
-    def answer_test(self, conn: Connection, work: Work, now: datetime) -> None:
-        head = self._head(work.message.blob)
-        facts, _ = self._facts(work, head)
-        effects = decide_test_responder(facts, self._text(work.message.blob))
-        self._run(conn, work, effects, head=head, now=now)
+        staged = Staged(head, facts, attachments_ok)
+        if not self.concerns(work.recipient) or self.sent_by_patient(work):
+            return staged
+        if address_key(work.recipient).startswith(f"{TEST_RESPONDER}@"):
+            return dataclasses.replace(staged, text=self._text(blob))
+        copy = patient_copy(facts)
+        return dataclasses.replace(staged, copy=(copy, self._marked(blob, head, copy)))
 
     def _text(self, blob: BlobRef) -> str:
         """The text parts of a message (bounded), for the TEST check."""
@@ -199,6 +197,46 @@ class PatientDesk:
                     texts.append(payload.decode("utf-8", "replace"))
         return "\n".join(texts)
 
+    # ------------------------------------------------------------------ in the transaction
+
+    def screen_patient_mail(
+        self, conn: Connection, work: Work, found: Route, staged: Staged, now: datetime
+    ) -> bool:
+        """MSSC-INIT-1/2/3 and MSSC-ATT-1 for mail a patient sent; True when it was consumed."""
+        if isinstance(found, Responder):
+            return False  # the responder answers anyone who writes TEST
+        ins = self.patient_of(work.message.sender)
+        assert ins is not None
+        effects = decide_from_patient(
+            staged.facts,
+            recipient_is_patient=isinstance(found, PatientMailbox),
+            conversation=conversation_state(conn, work.recipient, ins),
+            pharmacy_accepts_patients=accepts_patient_initiation(conn, work.recipient),
+            attachments=AttachmentsCheck(staged.attachments_ok),
+        )
+        if any(isinstance(e, Deliver) for e in effects):
+            return False
+        self._run(conn, work, effects, staged, now)
+        return True
+
+    def deliver_to_patient(
+        self, conn: Connection, work: Work, found: PatientMailbox, staged: Staged, now: datetime
+    ) -> int | None:
+        """Deliver or return; the mailbox id appended to, None when nothing was appended."""
+        patient = get_patient(conn, found.ins)
+        notes = self.settings.notifications
+        notify = notes is not None and notification_due(
+            last_notified(conn, patient.ins), now, notes.window
+        )
+        effects = decide_to_patient(
+            staged.facts, patient, size_cap=self.settings.size_cap, notify=notify
+        )
+        return self._run(conn, work, effects, staged, now, owner=address_key(work.recipient))
+
+    def answer_test(self, conn: Connection, work: Work, staged: Staged, now: datetime) -> None:
+        effects = decide_test_responder(staged.facts, staged.text)
+        self._run(conn, work, effects, staged, now)
+
     # ------------------------------------------------------------------ effects
 
     def _run(
@@ -206,18 +244,25 @@ class PatientDesk:
         conn: Connection,
         work: Work,
         effects: tuple[Effect, ...],
-        *,
-        head: bytes,
+        staged: Staged,
         now: datetime,
+        *,
         owner: str | None = None,
     ) -> int | None:
+        head = staged.head
         appended: int | None = None
         for effect in effects:
             if isinstance(effect, SetConversation):
                 set_conversation(conn, effect.professional, effect.ins, open=effect.open, now=now)
             elif isinstance(effect, Deliver):
                 assert owner is not None
-                appended = self._append(conn, work, effect, head, owner, now)
+                copy = staged.copy
+                blob = (
+                    copy[1]
+                    if copy is not None and copy[0] == effect
+                    else self._marked(work.message.blob, head, effect)
+                )
+                appended = self._append(conn, work, blob, owner, now)
             elif isinstance(effect, SendReturn):
                 self._send_return(conn, work, effect, head, now)
             elif isinstance(effect, SendAck):
@@ -231,10 +276,8 @@ class PatientDesk:
                 )
         return appended
 
-    def _append(
-        self, conn: Connection, work: Work, deliver: Deliver, head: bytes, owner: str, now: datetime
-    ) -> int:
-        blob = self._marked(work.message.blob, head, deliver)
+    @staticmethod
+    def _append(conn: Connection, work: Work, blob: BlobRef, owner: str, now: datetime) -> int:
         mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
         inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
         assert inbox is not None

@@ -247,8 +247,9 @@ class QueueRunner:
         desk = self.patients
 
         def screen() -> bool:
+            staged = desk.stage(work)
             with self.db.transaction() as conn:
-                if not desk.screen_patient_mail(conn, work, found, self.clock.now()):
+                if not desk.screen_patient_mail(conn, work, found, staged, self.clock.now()):
                     conn.rollback()
                     return False
                 if not finish(conn, work, owner=self.owner):
@@ -286,6 +287,8 @@ class QueueRunner:
 
     def _append_local(self, work: Work) -> Outcome | None:
         """Append to INBOX and finish the row in one transaction; None when done."""
+        desk = self.patients
+        staged = desk.stage(work) if desk is not None and desk.concerns(work.recipient) else None
         now = self.clock.now()
         with self.db.transaction() as conn:
             # Routed again inside the transaction that appends: a BAL removed since
@@ -302,13 +305,13 @@ class QueueRunner:
             appended_to: int | None
             if isinstance(found, LocalMailbox):
                 appended_to = self._append_inbox(conn, work, found.address, now)
-            elif self.patients is None:
+            elif desk is None or staged is None:
                 return Outcome("permanent", "5.3.3", "This node does not serve patient spaces")
             elif isinstance(found, Responder):
                 appended_to = None
-                self.patients.answer_test(conn, work, now)
+                desk.answer_test(conn, work, staged, now)
             else:
-                appended_to = self.patients.deliver_to_patient(conn, work, found, now)
+                appended_to = desk.deliver_to_patient(conn, work, found, staged, now)
             if appended_to is not None:
                 self._success_dsn(conn, work, now)
             if not finish(conn, work, owner=self.owner):
