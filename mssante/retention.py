@@ -16,7 +16,6 @@ holds SQLite's write lock (or many PostgreSQL row locks) for long.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from mssante.db import Database
 from mssante.logs import pseudonym
 from mssante.schema import mailbox_messages, mailboxes
 from mssante.store import GCReport
+from mssante.tasks import finish_within
 
 log = logging.getLogger("mssante.retention")
 
@@ -215,14 +215,7 @@ class RetentionJob:
     async def stop(self, grace: float) -> None:
         """Let a run in progress finish its batch (within ``grace``), then end the loop."""
         self._stopping.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_within(self._task, grace)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

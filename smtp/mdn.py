@@ -29,7 +29,7 @@ from mssante.store import BlobStore
 from policies import MessageFacts, mdn_recipient, patient_display_name
 from smtp.accept import parse_headers, read_header_block
 from smtp.autoreply import build_mdn
-from smtp.queue import Envelope, NewRecipient, enqueue
+from smtp.queue import enqueue_generated
 
 __all__ = ["MDN_SENT", "ReadReceipts"]
 
@@ -119,10 +119,13 @@ class ReadReceipts:
             now=now,
             message_id=f"{queue_id}.mdn@{self.hostname}",
         )
-        enqueue(
+        enqueue_generated(
             conn,
-            self.store.put(data),
-            Envelope(sender="", recipients=(NewRecipient(to),), origin="mdn", client=owner),
+            self.store,
+            data,
+            to=to,
+            origin="mdn",
+            client=owner,
             now=now,
             max_age=self.max_age,
             queue_id=queue_id,

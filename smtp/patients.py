@@ -78,7 +78,7 @@ from smtp.accept import (
     read_header_block,
 )
 from smtp.autoreply import build_auto_return, build_notification, build_test_ack
-from smtp.queue import Envelope, NewRecipient, Work, enqueue
+from smtp.queue import Work, enqueue_generated
 
 __all__ = [
     "NOTIFICATION_ORIGIN",
@@ -352,16 +352,13 @@ class PatientDesk:
                 extra={"fields": {"queue_id": work.message.queue_id, "kind": kind}},
             )
             return
-        blob = self.store.put(build(f"{queue_id}.{kind}@{self.settings.hostname}"))
-        enqueue(
+        enqueue_generated(
             conn,
-            blob,
-            Envelope(
-                sender="",
-                recipients=(NewRecipient(to),),
-                origin=AUTO_ORIGIN,
-                client=self.settings.hostname,
-            ),
+            self.store,
+            build(f"{queue_id}.{kind}@{self.settings.hostname}"),
+            to=to,
+            origin=AUTO_ORIGIN,
+            client=self.settings.hostname,
             now=now,
             max_age=self.settings.max_age,
             queue_id=queue_id,
@@ -422,15 +419,13 @@ class PatientDesk:
             now=now,
             message_id=f"{queue_id}.notification@{self.settings.hostname}",
         )
-        enqueue(
+        enqueue_generated(
             conn,
-            self.store.put(data),
-            Envelope(
-                sender="",
-                recipients=(NewRecipient(effect.email),),
-                origin=NOTIFICATION_ORIGIN,
-                client=self.settings.hostname,
-            ),
+            self.store,
+            data,
+            to=effect.email,
+            origin=NOTIFICATION_ORIGIN,
+            client=self.settings.hostname,
             now=now,
             max_age=self.settings.max_age,
             queue_id=queue_id,

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 from annuaire import normalise_domain, split_address
 from mssante.db import Database
 from mssante.schema import queue_messages, queue_recipients
-from mssante.store import BlobRef
+from mssante.store import BlobRef, BlobStore
 
 __all__ = [
     "Envelope",
@@ -37,6 +37,7 @@ __all__ = [
     "defer",
     "delete_message",
     "enqueue",
+    "enqueue_generated",
     "finish",
     "list_entries",
     "new_queue_id",
@@ -178,6 +179,29 @@ def enqueue(
         )
     conn.execute(insert(queue_recipients), rows)
     return queue_id
+
+
+def enqueue_generated(
+    conn: Connection,
+    store: BlobStore,
+    data: bytes,
+    *,
+    to: str,
+    origin: str,
+    client: str,
+    now: datetime,
+    max_age: timedelta,
+    queue_id: str,
+) -> BlobRef:
+    """Store and enqueue a message the server wrote itself (DSN, return, MDN, notice).
+
+    It goes out with the null reverse-path, so nothing ever answers it (RFC 5321
+    §4.5.5, RFC 3834).
+    """
+    blob = store.put(data)
+    envelope = Envelope(sender="", recipients=(NewRecipient(to),), origin=origin, client=client)
+    enqueue(conn, blob, envelope, now=now, max_age=max_age, queue_id=queue_id)
+    return blob
 
 
 def _message(row: object) -> QueuedMessage:

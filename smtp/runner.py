@@ -9,7 +9,6 @@ mailbox append is idempotent) or its outcome, never neither.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -40,6 +39,7 @@ from mssante.db import Database
 from mssante.logs import pseudonym
 from mssante.metrics import Metrics
 from mssante.store import BlobRef, BlobStore
+from mssante.tasks import finish_within
 from smtp.accept import read_header_block
 from smtp.client import OutboundMessage, OutboundRecipient, RecipientOutcome
 from smtp.dsn import (
@@ -53,12 +53,10 @@ from smtp.dsn import (
 )
 from smtp.patients import NOTIFICATION_ORIGIN, PatientDesk
 from smtp.queue import (
-    Envelope,
-    NewRecipient,
     Work,
     claim,
     defer,
-    enqueue,
+    enqueue_generated,
     finish,
     next_attempt,
     stats,
@@ -153,14 +151,7 @@ class QueueRunner:
     async def stop(self, grace: float) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_within(self._task, grace)
 
     def wake(self) -> None:
         self._wake.set()
@@ -550,16 +541,13 @@ class QueueRunner:
             now=now,
             message_id=f"{queue_id}.dsn@{self.settings.hostname}",
         )
-        blob = self.store.put(data)
-        enqueue(
+        enqueue_generated(
             conn,
-            blob,
-            Envelope(
-                sender="",
-                recipients=(NewRecipient(message.sender),),
-                origin="dsn",
-                client=self.settings.hostname,
-            ),
+            self.store,
+            data,
+            to=message.sender,
+            origin="dsn",
+            client=self.settings.hostname,
             now=now,
             max_age=self.settings.max_age,
             queue_id=queue_id,
