@@ -15,14 +15,13 @@ import email.policy
 import imaplib
 import re
 import smtplib
-import socket
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage, Message
 
 import dkim as dkimpy
 import pytest
-from aiosmtpd.controller import Controller
+from sinks import Recorder, threaded
 
 from annuaire.ins import ins_key
 from smtp import dkim
@@ -44,38 +43,19 @@ def patient(n: int) -> str:
     return f"{ins(n)}@{PATIENT_DOMAIN}"
 
 
-OPEN, OPEN2, CLOSED, OPPOSED, UNKNOWN, NOT_CREATED, PICKY = 1, 2, 3, 4, 5, 6, 7
+OPEN, OPEN2, CLOSED, OPPOSED, UNKNOWN, NOT_CREATED, PICKY, LEAVING = 1, 2, 3, 4, 5, 6, 7, 8
 
 
-class Sink:
+@pytest.fixture(scope="module")
+def sink() -> Iterator[tuple[Recorder, int]]:
     """The patients' personal mail provider: keeps what the smarthost hands it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        self.messages.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)  # type: ignore[attr-defined]
-        )
-        return "250 OK"
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    handler = Recorder()
+    with threaded(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, sink: tuple[Sink, int]) -> Iterator[Pair]:
+def pair(tmp_path_factory: pytest.TempPathFactory, sink: tuple[Recorder, int]) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("mssc")
     _, port = sink
     b_config = (
@@ -98,11 +78,12 @@ def pair(tmp_path_factory: pytest.TempPathFactory, sink: tuple[Sink, int]) -> It
         f"{ins(OPPOSED)},opposed,Anne,Oppose,anne@perso.example",
         f"{ins(NOT_CREATED)},not_created,,,",
         f"{ins(PICKY)},open,Léa,Martin,",
+        f"{ins(LEAVING)},open,Jean,Départ,",
     ]
     csv = work / "patients.csv"
     csv.write_text("ins,status,first_name,last_name,notification_email\n" + "\n".join(rows) + "\n")
     pair.b.run("patients", "import", str(csv))
-    for n in (OPEN, OPEN2, PICKY):
+    for n in (OPEN, OPEN2, PICKY, LEAVING):
         pair.b.run("patients", "passwd", ins(n), "--password-file", str(pw))
     try:
         pair.a.start()
@@ -419,7 +400,9 @@ def test_mssc_test_1_responder(pair: Pair) -> None:
     assert len(wait_for(pair.a, ps, lambda m: True, count=2, timeout=0)) == 1
 
 
-def test_mssc_notif_1_generic_signed_and_rate_limited(pair: Pair, sink: tuple[Sink, int]) -> None:
+def test_mssc_notif_1_generic_signed_and_rate_limited(
+    pair: Pair, sink: tuple[Recorder, int]
+) -> None:
     handler, _ = sink
     ps = "ps19@a.test"
     subject, body, attachment = (
@@ -431,16 +414,16 @@ def test_mssc_notif_1_generic_signed_and_rate_limited(pair: Pair, sink: tuple[Si
     msg.add_attachment(
         b"%PDF-1.4 secret", maintype="application", subtype="pdf", filename=attachment
     )
-    before = len(handler.messages)
+    before = len(handler.received)
     send(pair, pair.a, ps, msg)
     send(pair, pair.a, ps, mail(ps, patient(OPEN2), "Deuxième"))
     wait_for(pair.b, patient(OPEN2), subject_is("Deuxième"))
     queue_empty(pair.b)
-    notes = [m for m in handler.messages[before:] if "emile@perso.example" in m[1]]
+    notes = [m for m in handler.received[before:] if "emile@perso.example" in m.rcpt_tos]
     assert len(notes) <= 1  # one per window (OPEN2 may have been notified by an earlier test)
-    everything = [m for m in handler.messages if "emile@perso.example" in m[1]]
+    everything = [m for m in handler.received if "emile@perso.example" in m.rcpt_tos]
     assert everything
-    _, _, data = everything[-1]
+    data = everything[-1].content
     for secret in (subject, body, attachment, ps, "ps19", "biopsie"):
         assert secret.encode() not in data
     key = dkim.load_key(pair.b.data_dir / "keys" / "dkim.key", domain="b.test", selector="mss1")
@@ -483,8 +466,9 @@ def test_mssc_att_1_patient_attachments(pair: Pair) -> None:
 
 
 def test_patients_log_in_only_to_open_spaces(pair: Pair) -> None:
-    imap = imaplib.IMAP4("127.0.0.1", pair.b.port("imap"), timeout=30)
-    imap.starttls(ssl_context=pair.client_context())
+    imap_login(pair, LEAVING).logout()
+    pair.b.run("patients", "set-status", ins(LEAVING), "closed")
     with pytest.raises(imaplib.IMAP4.error):
-        imap.login(patient(CLOSED), PASSWORD)
-    imap.logout()
+        imap_login(pair, LEAVING)
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        send(pair, pair.b, patient(LEAVING), mail(patient(LEAVING), "ps10@a.test", "x"))
