@@ -423,6 +423,13 @@ def _smarthost(value: Any) -> str | None:
     return 'empty (notifications off) or "host:port"'
 
 
+def _url(value: Any) -> str | None:
+    text = str(value)
+    if re.match(r"^https?://[^\s]+$", text):
+        return None
+    return "an http(s) URL without spaces"
+
+
 @dataclass(frozen=True)
 class PatientsConfig:
     retention_days: float = field(
@@ -475,7 +482,7 @@ class NotificationsConfig:
     )
     url: str = field(
         default="https://www.monespacesante.fr",
-        metadata=_doc("Where the notification invites the patient to log in."),
+        metadata=_doc("Where the notification invites the patient to log in.", _url),
     )
     window_seconds: float = field(
         default=3600.0,

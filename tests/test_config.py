@@ -76,6 +76,24 @@ BAD = [
         "a list of file paths",
     ),
     ("not TOML", "[node\ndomain = 1\n", "-", "valid TOML"),
+    (
+        "smarthost without port",
+        '[node]\ndomain = "d.test"\n[notifications]\nsmarthost = "relay.example"\n',
+        "notifications.smarthost",
+        "host:port",
+    ),
+    (
+        "notification url",
+        '[node]\ndomain = "d.test"\n[notifications]\nurl = "javascript:alert(1)"\n',
+        "notifications.url",
+        "http(s) URL",
+    ),
+    (
+        "negative retention",
+        '[node]\ndomain = "d.test"\n[patients]\nretention_days = -1\n',
+        "patients.retention_days",
+        "greater than or equal to 0",
+    ),
 ]
 
 
