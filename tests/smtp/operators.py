@@ -6,12 +6,13 @@ They share a demo CA (``init --ca-dir``), each whitelists the other with its
 
 from __future__ import annotations
 
+import contextlib
 import email
 import smtplib
 import ssl
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,16 @@ class Pair:
         for peer in (self.a, self.b):
             if peer.node is not None and peer.node.process.poll() is None:
                 peer.node.stop()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Pair]:
+        """Both nodes started, and stopped on the way out whatever happened."""
+        try:
+            self.a.start()
+            self.b.start()
+            yield self
+        finally:
+            self.stop()
 
 
 def setup_pair(

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import inspect
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -38,6 +37,8 @@ from smtp.autoreply import (
     original_message_id,
 )
 
+from reports import assert_crlf, assert_report, fields, parse, parts, raw_part
+
 PARIS = timezone(timedelta(hours=2))
 ARRIVAL = datetime(2024, 5, 1, 9, 58, tzinfo=PARIS)
 NOW = datetime(2024, 5, 1, 10, 5, tzinfo=PARIS)
@@ -62,30 +63,28 @@ EXPECTED_STATUS = {
     "attachment_refused": "5.6.1",
 }
 RULE = "-" * 72
+MDN_FIELDS = [
+    "Reporting-UA",
+    "Original-Recipient",
+    "Final-Recipient",
+    "Original-Message-ID",
+    "Disposition",
+]
 
 
-def auto_return(
-    kind: ReturnKind,
-    original: bytes = ORIGINAL,
-    *,
-    recipient: str = PATIENT,
-    to: str = DOCTOR,
-    message_id: str = "ret-1@patient.mssante.fr",
-    arrival: datetime = ARRIVAL,
-    now: datetime = NOW,
-) -> bytes:
-    return build_auto_return(
-        kind,
-        original_headers=original,
-        recipient=recipient,
-        to=to,
-        reporting_mta="mx.patient.mssante.fr",
-        from_address="mailer-daemon@patient.mssante.fr",
-        arrival_date=arrival,
-        now=now,
-        message_id=message_id,
-        size_limit=25 * 1024 * 1024,
-    )
+def auto_return(kind: ReturnKind, original: bytes = ORIGINAL, **over: Any) -> bytes:
+    args = {
+        "recipient": PATIENT,
+        "to": DOCTOR,
+        "reporting_mta": "mx.patient.mssante.fr",
+        "from_address": "mailer-daemon@patient.mssante.fr",
+        "arrival_date": ARRIVAL,
+        "now": NOW,
+        "message_id": "ret-1@patient.mssante.fr",
+        "size_limit": 25 * 1024 * 1024,
+        **over,
+    }
+    return build_auto_return(kind, original_headers=original, **args)
 
 
 def mdn(original: bytes = ORIGINAL, *, display: str | None = "Hélène Dupont", **over: str) -> bytes:
@@ -120,16 +119,6 @@ def notification(**over: str) -> bytes:
     return build_notification(now=NOW, **args)
 
 
-def parse(raw: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def parts(raw: bytes) -> list[EmailMessage]:
-    return list(parse(raw).iter_parts())  # type: ignore[arg-type]
-
-
 def text_of(part: EmailMessage) -> str:
     """The decoded text with LF line ends, as :mod:`policies.texts` writes it."""
     text = part.get_content()
@@ -137,24 +126,9 @@ def text_of(part: EmailMessage) -> str:
     return text.replace("\r\n", "\n")
 
 
-def fields(raw: bytes) -> list[EmailMessage]:
-    """The field blocks of the second (machine) part."""
-    payload = parts(raw)[1].get_payload()
-    assert isinstance(payload, list)
-    return [block for block in payload if isinstance(block, EmailMessage)]
-
-
-def raw_part(raw: bytes, index: int) -> bytes:
-    boundary = parse(raw).get_boundary()
-    assert boundary
-    chunk = raw.split(b"\r\n--" + boundary.encode())[index + 1]
-    return chunk[2:].split(b"\r\n\r\n", 1)[1]
-
-
 def assert_wire_safe(raw: bytes, *, seven_bit: bool = True) -> None:
     """CRLF only, every line at most 998 octets, and 7-bit when the inputs are."""
-    assert not re.search(rb"(?<!\r)\n", raw), "bare LF"
-    assert not re.search(rb"\r(?!\n)", raw), "bare CR"
+    assert_crlf(raw)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     if seven_bit:
         assert raw.isascii()
@@ -163,6 +137,23 @@ def assert_wire_safe(raw: bytes, *, seven_bit: bool = True) -> None:
 
 def assert_french_first(text: str, fr: str, en: str) -> None:
     assert text.index(fr) < text.index(RULE) < text.index(en)
+
+
+def assert_addressed(
+    msg: EmailMessage,
+    *,
+    sender: tuple[str, str],
+    to: str,
+    message_id: str,
+    in_reply_to: str | None = "<cr-42@hopital.mssante.fr>",
+) -> None:
+    """From (display name, address), To, Date, Message-ID and the threading headers."""
+    frm = msg["From"].addresses[0]
+    assert (frm.display_name, frm.addr_spec) == sender
+    assert [a.addr_spec for a in msg["To"].addresses] == [to]
+    assert parsedate_to_datetime(msg["Date"]) == NOW
+    assert msg["Message-ID"] == f"<{message_id}>"
+    assert msg["In-Reply-To"] == msg["References"] == in_reply_to
 
 
 # ---------------------------------------------------------------- texts
@@ -191,17 +182,7 @@ def test_too_big_text_needs_the_limit() -> None:
     with pytest.raises(ValueError, match="limit_mb"):
         return_text(ReturnKind.TOO_BIG, recipient=PATIENT, received=ARRIVAL)
     with pytest.raises(ValueError, match="size limit"):
-        build_auto_return(
-            ReturnKind.TOO_BIG,
-            original_headers=ORIGINAL,
-            recipient=PATIENT,
-            to=DOCTOR,
-            reporting_mta="mx",
-            from_address="m@x.fr",
-            arrival_date=ARRIVAL,
-            now=NOW,
-            message_id="r@x",
-        )
+        auto_return(ReturnKind.TOO_BIG, size_limit=None)
 
 
 def test_texts_take_no_content_parameter() -> None:
@@ -224,26 +205,17 @@ def test_texts_take_no_content_parameter() -> None:
 @pytest.mark.parametrize("kind", list(ReturnKind))
 def test_return_structure_headers_and_machine_part(kind: ReturnKind) -> None:
     raw = auto_return(kind)
-    msg = parse(raw)
-    assert msg.get_content_type() == "multipart/report"
-    assert msg.get_param("report-type") == "delivery-status"
-    assert [p.get_content_type() for p in parts(raw)] == [
-        "text/plain",
-        "message/delivery-status",
-        "text/rfc822-headers",
-    ]
-    assert msg["MIME-Version"] == "1.0"
-    assert msg["Auto-Submitted"] == "auto-replied"
-    sender = msg["From"].addresses[0]
-    assert sender.display_name == FROM_NAME == "Messagerie Mon espace santé"
-    assert sender.addr_spec == "mailer-daemon@patient.mssante.fr"
-    assert [a.addr_spec for a in msg["To"].addresses] == [DOCTOR]
+    msg = assert_report(raw, "delivery-status", "message/delivery-status")
+    assert FROM_NAME == "Messagerie Mon espace santé"
+    assert_addressed(
+        msg,
+        sender=(FROM_NAME, "mailer-daemon@patient.mssante.fr"),
+        to=DOCTOR,
+        message_id="ret-1@patient.mssante.fr",
+    )
     assert msg["Subject"] == return_subject(kind)
     assert msg["Subject"].startswith(RETURN_SUBJECT_FR[kind])
     assert b"=?utf-8?" in raw.split(b"\r\n\r\n", 1)[0]  # French subject RFC 2047-encoded
-    assert parsedate_to_datetime(msg["Date"]) == NOW
-    assert msg["Message-ID"] == "<ret-1@patient.mssante.fr>"
-    assert msg["In-Reply-To"] == msg["References"] == "<cr-42@hopital.mssante.fr>"
 
     head, rcpt = fields(raw)
     assert head["Reporting-MTA"] == "dns; mx.patient.mssante.fr"
@@ -289,18 +261,7 @@ def test_each_return_says_why(kind: ReturnKind, fr: str, en: str) -> None:
 
 
 def test_too_big_limit_follows_the_configuration() -> None:
-    raw = build_auto_return(
-        ReturnKind.TOO_BIG,
-        original_headers=ORIGINAL,
-        recipient=PATIENT,
-        to=DOCTOR,
-        reporting_mta="mx.patient.mssante.fr",
-        from_address="m@patient.mssante.fr",
-        arrival_date=ARRIVAL,
-        now=NOW,
-        message_id="r@x",
-        size_limit=10 * 1024 * 1024,
-    )
+    raw = auto_return(ReturnKind.TOO_BIG, size_limit=10 * 1024 * 1024)
     text = text_of(parts(raw)[0])
     assert "10 Mo au plus" in text and "at most 10 MB" in text
 
@@ -315,26 +276,20 @@ def test_return_to_the_patient_goes_where_it_is_told() -> None:
 
 
 def test_envelope_id_is_returned_when_given() -> None:
-    raw = build_auto_return(
-        ReturnKind.CLOSED,
-        original_headers=ORIGINAL,
-        recipient=PATIENT,
-        to=DOCTOR,
-        reporting_mta="mx.patient.mssante.fr",
-        from_address="m@patient.mssante.fr",
-        arrival_date=ARRIVAL,
-        now=NOW,
-        message_id="r@x",
-        envelope_id="ENV-7",
-    )
-    (head, _) = fields(raw)
+    (head, _) = fields(auto_return(ReturnKind.CLOSED, envelope_id="ENV-7"))
     assert head["Original-Envelope-Id"] == "ENV-7"
     (head, _) = fields(auto_return(ReturnKind.CLOSED))
     assert head["Original-Envelope-Id"] is None
 
 
-def _normalised_not_found(raw: bytes, secrets: dict[str, str]) -> tuple[object, ...]:
+def _normalised_not_found(raw: bytes, recipient: str, arrival: datetime) -> tuple[object, ...]:
     """The return with every identifier and date replaced by a placeholder."""
+    secrets = {
+        recipient: "<RCPT>",
+        date_fr(arrival): "<DATE>",
+        date_en(arrival): "<DATE>",
+        format_datetime(arrival): "<DATE>",
+    }
 
     def scrub(value: str) -> str:
         for found, placeholder in secrets.items():
@@ -370,29 +325,13 @@ def test_not_found_never_says_which_of_the_three_cases() -> None:
         recipient="180127512345692@patient.mssante.fr",
         to="secretariat@clinique.mssante.fr",
         message_id="ret-2@patient.mssante.fr",
-        arrival=later,
+        arrival_date=later,
         now=later + timedelta(seconds=2),
     )
     assert first != second
-    a = _normalised_not_found(
-        first,
-        {
-            PATIENT: "<RCPT>",
-            date_fr(ARRIVAL): "<DATE>",
-            date_en(ARRIVAL): "<DATE>",
-            format_datetime(ARRIVAL): "<DATE>",
-        },
+    assert _normalised_not_found(first, PATIENT, ARRIVAL) == _normalised_not_found(
+        second, "180127512345692@patient.mssante.fr", later
     )
-    b = _normalised_not_found(
-        second,
-        {
-            "180127512345692@patient.mssante.fr": "<RCPT>",
-            date_fr(later): "<DATE>",
-            date_en(later): "<DATE>",
-            format_datetime(later): "<DATE>",
-        },
-    )
-    assert a == b
     text = text_of(parts(first)[0]).lower()
     for hint in ("oppos", "créé", "created", "inconnu", "unknown", "n'existe pas", "fermé"):
         assert hint not in text
@@ -420,38 +359,19 @@ def test_return_headers_only_even_without_a_message_id() -> None:
 
 def test_mdn_structure_and_headers() -> None:
     raw = mdn()
-    msg = parse(raw)
-    assert msg.get_content_type() == "multipart/report"
-    assert msg.get_param("report-type") == "disposition-notification"
-    assert [p.get_content_type() for p in parts(raw)] == [
-        "text/plain",
-        "message/disposition-notification",
-        "text/rfc822-headers",
-    ]
-    assert msg["MIME-Version"] == "1.0"
-    assert msg["Auto-Submitted"] == "auto-replied"
-    sender = msg["From"].addresses[0]
-    assert sender.display_name == "Hélène Dupont"
-    assert sender.addr_spec == PATIENT
+    msg = assert_report(raw, "disposition-notification", "message/disposition-notification")
+    assert_addressed(
+        msg, sender=("Hélène Dupont", PATIENT), to=DOCTOR, message_id="mdn-1@patient.mssante.fr"
+    )
     assert b"=?utf-8?" in raw.split(b"\r\nTo:", 1)[0]  # display name RFC 2047-encoded
-    assert [a.addr_spec for a in msg["To"].addresses] == [DOCTOR]
     assert msg["Subject"] == MDN_SUBJECT == "Accusé de lecture / Read receipt"
-    assert parsedate_to_datetime(msg["Date"]) == NOW
-    assert msg["Message-ID"] == "<mdn-1@patient.mssante.fr>"
-    assert msg["In-Reply-To"] == msg["References"] == "<cr-42@hopital.mssante.fr>"
     assert raw_part(raw, 2) == ORIGINAL_HEADERS
     assert_wire_safe(raw)
 
 
 def test_mdn_machine_fields() -> None:
     (block,) = fields(mdn())
-    assert list(block.keys()) == [
-        "Reporting-UA",
-        "Original-Recipient",
-        "Final-Recipient",
-        "Original-Message-ID",
-        "Disposition",
-    ]
+    assert list(block.keys()) == MDN_FIELDS
     assert block["Reporting-UA"] == "imap.patient.mssante.fr; mssante"
     assert block["Original-Recipient"] == f"rfc822;{PATIENT}"
     assert block["Final-Recipient"] == f"rfc822; {PATIENT}"
@@ -522,13 +442,13 @@ def test_test_ack_is_a_plain_threaded_reply() -> None:
     assert msg["Content-Transfer-Encoding"] == "quoted-printable"
     assert msg["MIME-Version"] == "1.0"
     assert msg["Auto-Submitted"] == "auto-replied"
-    assert msg["From"].addresses[0].addr_spec == "reponse.automatique-test@patient.mssante.fr"
-    assert msg["From"].addresses[0].display_name == FROM_NAME
-    assert [a.addr_spec for a in msg["To"].addresses] == [DOCTOR]
+    assert_addressed(
+        msg,
+        sender=(FROM_NAME, "reponse.automatique-test@patient.mssante.fr"),
+        to=DOCTOR,
+        message_id="ack-1@patient.mssante.fr",
+    )
     assert msg["Subject"] == TEST_ACK_SUBJECT
-    assert parsedate_to_datetime(msg["Date"]) == NOW
-    assert msg["Message-ID"] == "<ack-1@patient.mssante.fr>"
-    assert msg["In-Reply-To"] == msg["References"] == "<cr-42@hopital.mssante.fr>"
     text = text_of(msg)
     assert_french_first(
         text,
@@ -549,13 +469,15 @@ def test_notification_is_generic() -> None:
     assert msg.get_content_type() == "text/plain"
     assert msg["Content-Transfer-Encoding"] == "quoted-printable"
     assert msg["Auto-Submitted"] == "auto-generated"
-    assert msg["From"].addresses[0].addr_spec == "ne-pas-repondre@operateur.fr"
-    assert msg["From"].addresses[0].display_name == FROM_NAME
-    assert [a.addr_spec for a in msg["To"].addresses] == ["helene.dupont@example.org"]
+    assert_addressed(
+        msg,
+        sender=(FROM_NAME, "ne-pas-repondre@operateur.fr"),
+        to="helene.dupont@example.org",
+        message_id="notif-1@operateur.fr",
+        in_reply_to=None,
+    )
     assert msg["Subject"] == NOTIFICATION_SUBJECT
     assert msg["Subject"].startswith("Nouveau message dans votre messagerie Mon espace santé")
-    assert msg["Message-ID"] == "<notif-1@operateur.fr>"
-    assert msg["In-Reply-To"] is None and msg["References"] is None
     text = text_of(msg)
     assert_french_first(text, "Vous avez reçu un nouveau message", "You have a new message")
     assert text.count("https://www.monespacesante.fr/messagerie\n") == 2  # a line of its own
@@ -620,17 +542,15 @@ def _no_injection(raw: bytes) -> EmailMessage:
 
 
 def test_header_injection_is_neutralised_in_returns() -> None:
-    raw = build_auto_return(
+    raw = auto_return(
         ReturnKind.NOT_FOUND,
-        original_headers=ORIGINAL,
         recipient=PATIENT + ">" + EVIL,
         to=DOCTOR + ">" + EVIL,
         reporting_mta="mx.patient.mssante.fr" + EVIL,
         from_address="m@patient.mssante.fr" + EVIL,
-        arrival_date=ARRIVAL,
-        now=NOW,
         message_id="<r@x>" + EVIL,
         envelope_id="E" + EVIL,
+        size_limit=None,
     )
     _no_injection(raw)
     head, rcpt = fields(raw)
@@ -653,13 +573,7 @@ def test_header_injection_is_neutralised_in_mdn() -> None:
     msg = _no_injection(raw)
     assert msg["From"].addresses[0].display_name.startswith('Evil" <x@y>')
     (block,) = fields(raw)
-    assert list(block.keys()) == [
-        "Reporting-UA",
-        "Original-Recipient",
-        "Final-Recipient",
-        "Original-Message-ID",
-        "Disposition",
-    ]
+    assert list(block.keys()) == MDN_FIELDS
     assert block["Reporting-UA"].endswith("; mssante")
     assert block["Reporting-UA"].count(";") == 1
     assert block["Disposition"] == MDN_DISPOSITION

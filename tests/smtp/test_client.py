@@ -16,27 +16,24 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dns.resolver
 import pytest
-from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
-from aiosmtpd.smtp import Envelope, Session
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-from certs import CertificateAuthority, server_context, write_pem
+from certs import server_context
 from mssante.logs import pseudonym
 from smtp.client import (
     DeliveryClient,
     OutboundMessage,
     OutboundRecipient,
-    RecipientOutcome,
     Timeouts,
 )
 from smtp.resolve import Target
+
+from sinks import Authorities, Pem, Recorder, common_name, free_port, kinds, serving
 
 PEER_NAME = "mx.peer.test"
 US_NAME = "mx.us.test"
@@ -45,12 +42,6 @@ ALICE = "alice@peer.test"
 BOB = "bob@peer.test"
 
 # ---------------------------------------------------------------- PKI
-
-
-@dataclass(frozen=True)
-class Pem:
-    cert: Path
-    key: Path
 
 
 @dataclass(frozen=True)
@@ -64,34 +55,22 @@ class Pki:
     rogue_peer: Pem  # a valid server certificate from another CA
 
 
-def _issue(ca: CertificateAuthority, cn: str, directory: Path, now: datetime) -> Pem:
-    issued = ca.issue(
-        "server",
-        cn=cn,
-        sans=[cn, "localhost", "127.0.0.1"],
-        identifier="1+123456789",
-        organization="CH DEMO",
-        now=now,
-    )
-    cert, key = write_pem(issued, directory / cn)
-    return Pem(cert, key)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    # Real time: OpenSSL checks validity against the wall clock in handshakes.
-    now = datetime.now(UTC).replace(microsecond=0)
-    ca = CertificateAuthority.create(tmp_path_factory.mktemp("ca"), now=now)
-    other = CertificateAuthority.create(tmp_path_factory.mktemp("other-ca"), now=now)
-    certs = tmp_path_factory.mktemp("leaves")
+    cas = Authorities.create(tmp_path_factory)
+
+    def issue(cn: str, *, untrusted: bool = False) -> Pem:
+        sans = [cn, "localhost", "127.0.0.1"]
+        return cas.server(cn, sans=sans, organization="CH DEMO", untrusted=untrusted)
+
     return Pki(
-        anchors=ca.layout.root_cert,
-        crls=(ca.layout.crl, ca.layout.root_crl),
-        us=_issue(ca, US_NAME, certs, now),
-        peer=_issue(ca, PEER_NAME, certs, now),
-        other_anchors=other.layout.root_cert,
-        other_crls=(other.layout.crl, other.layout.root_crl),
-        rogue_peer=_issue(other, "rogue." + PEER_NAME, certs, now),
+        anchors=cas.ca.layout.root_cert,
+        crls=(cas.ca.layout.crl, cas.ca.layout.root_crl),
+        us=issue(US_NAME),
+        peer=issue(PEER_NAME),
+        other_anchors=cas.other.layout.root_cert,
+        other_crls=(cas.other.layout.crl, cas.other.layout.root_crl),
+        rogue_peer=issue("rogue." + PEER_NAME, untrusted=True),
     )
 
 
@@ -109,75 +88,7 @@ def peer_context(
     )
 
 
-def _cn(cert: x509.Certificate) -> str:
-    value = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    return value if isinstance(value, str) else value.decode()
-
-
 # ---------------------------------------------------------------- aiosmtpd peer
-
-
-@dataclass
-class Received:
-    mail_from: str
-    mail_options: list[str]
-    rcpt_tos: list[str]
-    rcpt_options: list[str]
-    content: bytes
-    client_cn: str | None
-
-
-@dataclass
-class Recorder:
-    """aiosmtpd handler: records what arrived, answers per a test's policy."""
-
-    rcpt_replies: dict[str, str] = field(default_factory=dict)
-    data_reply: str = "250 2.0.0 Ok: queued"
-    mails: list[str] = field(default_factory=list)
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_MAIL(
-        self,
-        server: AiosmtpdSMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
-        self.mails.append(address)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
-
-    async def handle_RCPT(
-        self,
-        server: AiosmtpdSMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        reply = self.rcpt_replies.get(address, "250 2.1.5 Ok")
-        if reply.startswith("2"):
-            envelope.rcpt_tos.append(address)
-            envelope.rcpt_options.extend(rcpt_options)
-        return reply
-
-    async def handle_DATA(self, server: AiosmtpdSMTP, session: Session, envelope: Envelope) -> str:
-        ssl_object = (session.ssl or {}).get("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        assert envelope.mail_from is not None and envelope.original_content is not None
-        self.received.append(
-            Received(
-                envelope.mail_from,
-                list(envelope.mail_options),
-                list(envelope.rcpt_tos),
-                list(envelope.rcpt_options),
-                envelope.original_content,
-                _cn(x509.load_der_x509_certificate(der)) if der else None,
-            )
-        )
-        return self.data_reply
 
 
 @dataclass
@@ -191,34 +102,10 @@ class Peer:
 
 @contextlib.asynccontextmanager
 async def aiosmtpd_peer(
-    handler: Recorder, tls_context: ssl.SSLContext | None, *, utf8: bool = True
+    handler: Recorder, tls_context: ssl.SSLContext | None
 ) -> AsyncIterator[Peer]:
-    loop = asyncio.get_running_loop()
-    sessions: list[AiosmtpdSMTP] = []
-
-    def factory() -> AiosmtpdSMTP:
-        session = AiosmtpdSMTP(
-            handler,
-            hostname=PEER_NAME,
-            tls_context=tls_context,
-            require_starttls=tls_context is not None,
-            enable_SMTPUTF8=utf8,
-            loop=loop,
-        )
-        sessions.append(session)
-        return session
-
-    server = await loop.create_server(factory, "127.0.0.1", 0)
-    try:
-        yield Peer(server.sockets[0].getsockname()[1], handler)
-    finally:
-        server.close()
-        await server.wait_closed()
-        # Python 3.11 leaves accepted connections alone: end them before the loop does.
-        running = [s._handler_coroutine for s in sessions if s._handler_coroutine is not None]
-        for task in running:
-            task.cancel()
-        await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), 10)
+    async with serving(handler, hostname=PEER_NAME, starttls=tls_context, utf8=True) as port:
+        yield Peer(port, handler)
 
 
 @pytest.fixture
@@ -334,7 +221,7 @@ class AllowLog:
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def __call__(self, domain: str, cert: x509.Certificate) -> str | None:
-        self.calls.append((domain, _cn(cert)))
+        self.calls.append((domain, common_name(cert)))
         return self.refuse
 
 
@@ -377,18 +264,6 @@ def message(
         size=len(data),
         **kwargs,
     )
-
-
-def refused_port() -> int:
-    """A port nobody listens on (bound then released): connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def kinds(outcomes: list[RecipientOutcome]) -> list[tuple[str, int, str]]:
-    return [(o.kind, o.code, o.status) for o in outcomes]
 
 
 # ---------------------------------------------------------------- happy path
@@ -543,14 +418,14 @@ async def test_unusable_recipient_address_is_never_put_on_the_wire(pki: Pki, pee
 
 
 async def test_connection_refused_moves_to_the_next_target(pki: Pki, peer: Peer) -> None:
-    dead = Target("127.0.0.1", refused_port(), None)
+    dead = Target("127.0.0.1", free_port(), None)
     outcomes = await make_client(pki).deliver_to(DOMAIN, [dead, peer.target()], message())
     assert kinds(outcomes) == [("delivered", 250, "2.0.0")]
     assert len(peer.handler.received) == 1
 
 
 async def test_all_targets_failing_is_temporary_no_answer(pki: Pki) -> None:
-    targets = [Target("127.0.0.1", refused_port(), None), Target("127.0.0.1", refused_port(), None)]
+    targets = [Target("127.0.0.1", free_port(), None), Target("127.0.0.1", free_port(), None)]
     outcomes = await make_client(pki).deliver_to(DOMAIN, targets, message(ALICE, BOB))
     assert kinds(outcomes) == [("temporary", 0, "4.4.1")] * 2
     assert outcomes[0].remote_mta is None
@@ -663,7 +538,7 @@ async def test_starttls_refused_never_sends_plaintext(pki: Pki) -> None:
 
 async def test_furthest_failure_is_reported_when_every_target_fails(pki: Pki) -> None:
     async with aiosmtpd_peer(Recorder(), None) as plain:
-        targets = [plain.target(), Target("127.0.0.1", refused_port(), None)]
+        targets = [plain.target(), Target("127.0.0.1", free_port(), None)]
         outcomes = await make_client(pki).deliver_to(DOMAIN, targets, message())
     assert kinds(outcomes) == [("temporary", 0, "4.7.4")]
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -26,6 +23,8 @@ from smtp.dsn import (
     xtext_decode,
     xtext_encode,
 )
+
+from reports import assert_crlf, assert_report, fields, parse, parts, raw_part
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
@@ -71,39 +70,10 @@ def dsn(rep: Report, original: bytes = ORIGINAL, sender: str = "martin@hospital.
     )
 
 
-def parse(raw: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def parts(raw: bytes) -> list[EmailMessage]:
-    return list(parse(raw).iter_parts())  # type: ignore[arg-type]
-
-
-def raw_body(raw: bytes, index: int) -> bytes:
-    """The exact bytes of part ``index``, cut from the wire form between boundaries."""
-    boundary = parse(raw).get_boundary()
-    assert boundary
-    chunk = raw.split(b"\r\n--" + boundary.encode())[index + 1]
-    return chunk[2:].split(b"\r\n\r\n", 1)[1]
-
-
 def human(raw: bytes) -> str:
     text = parts(raw)[0].get_content()
     assert isinstance(text, str)
     return text
-
-
-def blocks(raw: bytes) -> list[EmailMessage]:
-    payload = parts(raw)[1].get_payload()
-    assert isinstance(payload, list)
-    return [block for block in payload if isinstance(block, EmailMessage)]
-
-
-def assert_crlf(raw: bytes) -> None:
-    assert not re.search(rb"(?<!\r)\n", raw), "bare LF"
-    assert not re.search(rb"\r(?!\n)", raw), "bare CR"
 
 
 # ---------------------------------------------------------------- structure
@@ -112,17 +82,8 @@ def assert_crlf(raw: bytes) -> None:
 # covers: TS-6
 def test_report_structure_and_part_order() -> None:
     raw = dsn(report(FAILED, DELAYED))
-    msg = parse(raw)
-    assert msg.get_content_type() == "multipart/report"
-    assert msg.get_param("report-type") == "delivery-status"
-    assert [p.get_content_type() for p in parts(raw)] == [
-        "text/plain",
-        "message/delivery-status",
-        "text/rfc822-headers",
-    ]
+    msg = assert_report(raw, "delivery-status", "message/delivery-status")
     assert parts(raw)[0].get_content_charset() == "utf-8"
-    assert msg["MIME-Version"] == "1.0"
-    assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["From"].addresses[0].addr_spec == "postmaster@operateur.fr"
     assert "MAILER-DAEMON" in msg["From"].addresses[0].display_name
     assert msg["To"].addresses[0].addr_spec == "martin@hospital.fr"
@@ -211,7 +172,7 @@ def test_explanation_per_action_and_status(action: str, status: str, fr: str, en
 # covers: TS-6
 def test_machine_fields_per_message_and_per_recipient() -> None:
     raw = dsn(report(FAILED, DELAYED, DELIVERED))
-    head, failed, delayed, delivered = blocks(raw)
+    head, failed, delayed, delivered = fields(raw)
     assert head["Reporting-MTA"] == "dns; mx.operateur.fr"
     assert head["Original-Envelope-Id"] == "ENV-1"
     assert parsedate_to_datetime(head["Arrival-Date"]) == T0
@@ -230,13 +191,13 @@ def test_machine_fields_per_message_and_per_recipient() -> None:
     assert delayed["Original-Recipient"] is None
 
     assert list(delivered.keys()) == ["Final-Recipient", "Action", "Status"]
-    assert_crlf(raw_body(raw, 1))
+    assert_crlf(raw_part(raw, 1))
 
 
 # covers: TS-6
 def test_will_retry_until_is_written_only_for_delayed() -> None:
     odd = RecipientStatus("z@y.fr", "failed", "4.4.7", will_retry_until=T0)
-    (_, block) = blocks(dsn(report(odd)))
+    (_, block) = fields(dsn(report(odd)))
     assert block["Will-Retry-Until"] is None
 
 
@@ -244,7 +205,7 @@ def test_will_retry_until_is_written_only_for_delayed() -> None:
 def test_envelope_id_and_orcpt_round_trip_from_the_esmtp_parameters() -> None:
     envid_param, orcpt_param = "QQ+2Bid+3D7", "rfc822;Dr+2BMartin@hopital.fr"
     rcpt = RecipientStatus("dr+martin@hopital.fr", "delivered", "2.0.0", xtext_decode(orcpt_param))
-    head, block = blocks(dsn(report(rcpt, envid=xtext_decode(envid_param))))
+    head, block = fields(dsn(report(rcpt, envid=xtext_decode(envid_param))))
     assert head["Original-Envelope-Id"] == "QQ+id=7"
     assert block["Original-Recipient"] == "rfc822;Dr+Martin@hopital.fr"
     assert xtext_encode(head["Original-Envelope-Id"]) == envid_param
@@ -252,7 +213,7 @@ def test_envelope_id_and_orcpt_round_trip_from_the_esmtp_parameters() -> None:
 
 # covers: TS-6
 def test_no_envelope_id_means_no_field() -> None:
-    (head, _) = blocks(dsn(report(DELIVERED, envid=None)))
+    (head, _) = fields(dsn(report(DELIVERED, envid=None)))
     assert list(head.keys()) == ["Reporting-MTA", "Arrival-Date"]
 
 
@@ -260,7 +221,7 @@ def test_no_envelope_id_means_no_field() -> None:
 def test_non_ascii_recipient_keeps_the_machine_part_seven_bit() -> None:
     rcpt = RecipientStatus("hélène@hôpital.fr", "delivered", "2.0.0")
     raw = dsn(report(rcpt))
-    body = raw_body(raw, 1)
+    body = raw_part(raw, 1)
     assert body.isascii()
     assert b"Final-Recipient: utf-8; h\\x{E9}l\\x{E8}ne@h\\x{F4}pital.fr" in body
     assert "hélène@hôpital.fr" in human(raw)
@@ -274,7 +235,7 @@ def test_ret_full_returns_the_original_byte_exact() -> None:
     raw = dsn(report(FAILED, ret="full"))
     third = parts(raw)[2]
     assert third.get_content_type() == "message/rfc822"
-    assert raw_body(raw, 2) == ORIGINAL
+    assert raw_part(raw, 2) == ORIGINAL
     assert "SECRET-BODY-LINE" not in human(raw)
     assert "joint en entier" in human(raw)
 
@@ -285,14 +246,14 @@ def test_ret_full_with_eight_bit_original_is_declared_8bit_and_kept() -> None:
     raw = dsn(report(FAILED, ret="full"), original=original)
     assert parts(raw)[2]["Content-Transfer-Encoding"] == "8bit"
     assert parse(raw)["Content-Transfer-Encoding"] == "8bit"
-    assert raw_body(raw, 2) == original
+    assert raw_part(raw, 2) == original
 
 
 # covers: TS-6
 def test_ret_hdrs_returns_only_the_header_block() -> None:
     raw = dsn(report(FAILED, ret="headers"))
     assert parts(raw)[2].get_content_type() == "text/rfc822-headers"
-    assert raw_body(raw, 2) == ORIGINAL.split(b"\r\n\r\n")[0] + b"\r\n"
+    assert raw_part(raw, 2) == ORIGINAL.split(b"\r\n\r\n")[0] + b"\r\n"
     assert b"SECRET-BODY-LINE" not in raw
 
 
@@ -316,7 +277,7 @@ def test_boundary_never_occurs_inside_the_original() -> None:
     trap = ORIGINAL + b"--" + boundary.encode() + b"\r\n"
     raw = dsn(report(FAILED, ret="full"), original=trap)
     assert parse(raw).get_boundary() != boundary
-    assert raw_body(raw, 2) == trap
+    assert raw_part(raw, 2) == trap
 
 
 @pytest.mark.parametrize(
@@ -339,8 +300,8 @@ def test_malformed_originals_never_raise(original: bytes, expected: bytes) -> No
         assert_crlf(raw)
         assert len(parts(raw)) == 3
     raw = dsn(report(FAILED), original=original)
-    assert raw_body(raw, 2) == expected
-    assert b"body" not in raw_body(raw, 2)
+    assert raw_part(raw, 2) == expected
+    assert b"body" not in raw_part(raw, 2)
 
 
 # covers: TS-6
@@ -348,7 +309,7 @@ def test_enormous_header_block_is_capped_on_a_line_boundary() -> None:
     line = b"X-Filler: " + b"a" * 90 + b"\n"
     original = b"Message-ID: <big@x.fr>\n" + line * (200 * 1024 // len(line)) + b"\nbody\n"
     raw = dsn(report(FAILED), original=original)
-    headers = raw_body(raw, 2)
+    headers = raw_part(raw, 2)
     assert len(headers) <= MAX_HEADER_BLOCK
     assert headers.endswith(b"a" * 90 + b"\r\n")
     assert_crlf(raw)
@@ -358,7 +319,7 @@ def test_enormous_header_block_is_capped_on_a_line_boundary() -> None:
 # covers: TS-6
 def test_single_huge_header_line_is_cut() -> None:
     raw = dsn(report(FAILED), original=b"Subject: " + b"z" * 300_000)
-    assert len(raw_body(raw, 2)) <= MAX_HEADER_BLOCK
+    assert len(raw_part(raw, 2)) <= MAX_HEADER_BLOCK
     assert parts(raw)[2]["Content-Transfer-Encoding"] == "binary"
 
 
@@ -372,7 +333,7 @@ def test_any_original_bytes_give_a_parseable_crlf_report(original: bytes, ret: s
         "text/plain",
         "message/delivery-status",
     ]
-    assert len(blocks(raw)) == 3
+    assert len(fields(raw)) == 3
 
 
 # ---------------------------------------------------------------- injection
@@ -400,7 +361,7 @@ def test_header_and_field_injection_is_neutralised() -> None:
     msg = parse(raw)
     assert msg["Bcc"] is None and msg["X-Evil"] is None
     assert len(msg["To"].addresses) == 1
-    head, block = blocks(raw)
+    head, block = fields(raw)
     assert list(head.keys()) == ["Reporting-MTA", "Original-Envelope-Id", "Arrival-Date"]
     assert list(block.keys()) == [
         "Original-Recipient",
@@ -422,7 +383,7 @@ def test_long_values_are_capped_to_legal_lines() -> None:
     rcpt = RecipientStatus("a@b.fr", "failed", "5.0.0", diagnostic_code="smtp; " + "d" * 5000)
     raw = dsn(report(rcpt), sender="s" * 5000 + "@x.fr")
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-    (_, block) = blocks(raw)
+    (_, block) = fields(raw)
     assert 900 < len(block["Diagnostic-Code"]) <= 998
 
 

@@ -33,12 +33,8 @@ def ins(n: int) -> str:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("loops")
     pair = setup_pair(work, patient_domains=("patient.a.test", "patient.b.test"))
-    try:
-        pair.a.start()
-        pair.b.start()
+    with pair.running():
         yield pair
-    finally:
-        pair.stop()
 
 
 def queue_ids(peer: Peer) -> list[str]:

@@ -21,13 +21,13 @@ from email.message import EmailMessage, Message
 
 import dkim as dkimpy
 import pytest
-from sinks import Recorder, threaded
 
 from annuaire.ins import ins_key
 from smtp import dkim
 
 from nodes import rpps
 from operators import PASSWORD, Pair, Peer, setup_pair
+from sinks import Recorder, threaded
 
 pytestmark = pytest.mark.slow
 
@@ -85,12 +85,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory, sink: tuple[Recorder, int]) -
     pair.b.run("patients", "import", str(csv))
     for n in (OPEN, OPEN2, PICKY, LEAVING):
         pair.b.run("patients", "passwd", ins(n), "--password-file", str(pw))
-    try:
-        pair.a.start()
-        pair.b.start()
+    with pair.running():
         yield pair
-    finally:
-        pair.stop()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -8,26 +8,21 @@ memory to dkimpy, an independent verifier. Nothing is mocked.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dkim
 import pytest
-from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from dkim.util import parse_tag_value
 
-from certs import CertificateAuthority, server_context, write_pem
+from certs import server_context
 from mssante.logs import pseudonym
-from smtp.client import OutboundMessage, OutboundRecipient, RecipientOutcome
+from smtp.client import OutboundMessage, OutboundRecipient
 from smtp.dkim import DkimKey, dns_record, generate_key, load_key, record_name
 from smtp.dkim import verify as our_verify
 from smtp.notify import (
@@ -37,6 +32,8 @@ from smtp.notify import (
     TlsMode,
     sign_notification,
 )
+
+from sinks import Authorities, Pem, Recorder, free_port, kinds, serving
 
 SMARTHOST = "smarthost.test"
 US = "mss.operateur.test"
@@ -64,12 +61,6 @@ NOTIFICATION = (
 
 
 @dataclass(frozen=True)
-class Pem:
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
 class Pki:
     anchors: Path  # our test CA's root
     smarthost: Pem  # named smarthost.test and 127.0.0.1, from our CA
@@ -77,27 +68,18 @@ class Pki:
     misnamed: Pem  # from our CA, but for another host
 
 
-def _issue(ca: CertificateAuthority, cn: str, sans: list[str], path: Path, now: datetime) -> Pem:
-    issued = ca.issue(
-        "server", cn=cn, sans=sans, identifier="1+123456789", organization="SMARTHOST", now=now
-    )
-    cert, key = write_pem(issued, path)
-    return Pem(cert, key)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    # Real time: OpenSSL checks validity against the wall clock in handshakes.
-    now = datetime.now(UTC).replace(microsecond=0)
-    ca = CertificateAuthority.create(tmp_path_factory.mktemp("ca"), now=now)
-    other = CertificateAuthority.create(tmp_path_factory.mktemp("other-ca"), now=now)
-    leaves = tmp_path_factory.mktemp("leaves")
+    cas = Authorities.create(tmp_path_factory)
     names = [SMARTHOST, "127.0.0.1"]
+    org = "SMARTHOST"
     return Pki(
-        anchors=ca.layout.root_cert,
-        smarthost=_issue(ca, SMARTHOST, names, leaves / "smarthost", now),
-        rogue=_issue(other, SMARTHOST, names, leaves / "rogue", now),
-        misnamed=_issue(ca, "elsewhere.test", ["elsewhere.test"], leaves / "misnamed", now),
+        anchors=cas.ca.layout.root_cert,
+        smarthost=cas.server(SMARTHOST, sans=names, organization=org, name="smarthost"),
+        rogue=cas.server(SMARTHOST, sans=names, organization=org, untrusted=True, name="rogue"),
+        misnamed=cas.server(
+            "elsewhere.test", sans=["elsewhere.test"], organization=org, name="misnamed"
+        ),
     )
 
 
@@ -145,120 +127,22 @@ def signature_tags(content: bytes) -> dict[bytes, bytes]:
 # ---------------------------------------------------------------- the smarthost
 
 
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    tls_version: str | None
-    ehlo: str | None
-    login: bytes | None
-
-
-@dataclass
-class Smarthost:
-    """aiosmtpd handler: records what arrived, answers per a test's policy."""
-
-    rcpt_replies: dict[str, str] = field(default_factory=dict)
-    data_reply: str = "250 2.0.0 Ok: queued"
-    mails: list[str] = field(default_factory=list)
-    received: list[Received] = field(default_factory=list)
-    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    async def handle_MAIL(
-        self,
-        server: AiosmtpdSMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
-        self.mails.append(address)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
-
-    async def handle_RCPT(
-        self,
-        server: AiosmtpdSMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        reply = self.rcpt_replies.get(address, "250 2.1.5 Ok")
-        if reply.startswith("2"):
-            envelope.rcpt_tos.append(address)
-        return reply
-
-    async def handle_DATA(self, server: AiosmtpdSMTP, session: Session, envelope: Envelope) -> str:
-        assert envelope.mail_from is not None and envelope.original_content is not None
-        assert server.transport is not None
-        ssl_object = server.transport.get_extra_info("ssl_object")
-        login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
-        self.received.append(
-            Received(
-                envelope.mail_from,
-                list(envelope.rcpt_tos),
-                envelope.original_content,
-                ssl_object.version() if ssl_object is not None else None,
-                session.host_name,
-                login,
-            )
-        )
-        return self.data_reply
-
-    def authenticate(
-        self,
-        server: AiosmtpdSMTP,
-        session: Session,
-        envelope: Envelope,
-        mechanism: str,
-        auth_data: Any,
-    ) -> AuthResult:
-        assert isinstance(auth_data, LoginPassword)
-        self.logins.append((auth_data.login, auth_data.password))
-        ok = auth_data.login == b"notifier" and auth_data.password == PASSWORD.encode()
-        # handled=False: aiosmtpd then answers 535 itself.
-        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+LOGIN = (b"notifier", PASSWORD.encode())  # what the smarthost accepts for AUTH
 
 
 @contextlib.asynccontextmanager
 async def smarthost(
-    handler: Smarthost,
+    handler: Recorder,
     *,
     starttls: ssl.SSLContext | None = None,
     implicit: ssl.SSLContext | None = None,
     auth: bool = False,
 ) -> AsyncIterator[int]:
     """aiosmtpd on 127.0.0.1 (random port): plain, STARTTLS or implicit TLS; yields the port."""
-    loop = asyncio.get_running_loop()
-    sessions: list[AiosmtpdSMTP] = []
-
-    def factory() -> AiosmtpdSMTP:
-        session = AiosmtpdSMTP(
-            handler,
-            hostname=SMARTHOST,
-            tls_context=starttls,
-            require_starttls=starttls is not None,
-            authenticator=handler.authenticate if auth else None,
-            auth_required=auth,
-            loop=loop,
-        )
-        sessions.append(session)
-        return session
-
-    server = await loop.create_server(factory, "127.0.0.1", 0, ssl=implicit)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
-        # Python 3.11 leaves accepted connections alone: end them before the loop does.
-        running = [s._handler_coroutine for s in sessions if s._handler_coroutine is not None]
-        for task in running:
-            task.cancel()
-        await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), 10)
+    async with serving(
+        handler, hostname=SMARTHOST, starttls=starttls, implicit=implicit, auth=auth
+    ) as port:
+        yield port
 
 
 # ---------------------------------------------------------------- helpers
@@ -297,18 +181,6 @@ def notification(
     )
 
 
-def refused_port() -> int:
-    """A port nobody listens on (bound then released): connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def kinds(outcomes: list[RecipientOutcome]) -> list[tuple[str, int, str]]:
-    return [(o.kind, o.code, o.status) for o in outcomes]
-
-
 # ---------------------------------------------------------------- delivery and DKIM
 
 
@@ -316,7 +188,7 @@ async def test_starttls_delivery_is_dkim_signed_and_verifies_with_dkimpy(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey]
 ) -> None:
     key = dkim_keys[0]
-    host = Smarthost()
+    host = Recorder()
     msg = notification()
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         outcomes = await sender_for(port, ca_file=pki.anchors, key=key).deliver(msg)
@@ -357,7 +229,7 @@ async def test_signing_at_send_time_applies_a_rotated_key_to_queued_messages(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey]
 ) -> None:
     old, new = dkim_keys
-    host = Smarthost()
+    host = Recorder()
     queued = notification()
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         await sender_for(port, ca_file=pki.anchors, key=old).deliver(queued)
@@ -379,7 +251,7 @@ def test_sign_notification_prepends_one_signature(dkim_keys: tuple[DkimKey, Dkim
 async def test_null_sender_is_sent_as_the_empty_reverse_path(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey]
 ) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         sender = sender_for(port, ca_file=pki.anchors, key=dkim_keys[0])
         outcomes = await sender.deliver(notification(sender=""))
@@ -388,7 +260,7 @@ async def test_null_sender_is_sent_as_the_empty_reverse_path(
 
 
 async def test_without_a_key_the_notification_goes_unsigned(pki: Pki) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         outcomes = await sender_for(port, ca_file=pki.anchors).deliver(notification())
     assert kinds(outcomes) == [("delivered", 250, "2.0.0")]
@@ -398,7 +270,7 @@ async def test_without_a_key_the_notification_goes_unsigned(pki: Pki) -> None:
 async def test_message_that_cannot_be_signed_is_permanent_and_not_sent(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey]
 ) -> None:
-    host = Smarthost()
+    host = Recorder()
     no_from = b"To: <lea.martin@example.org>\r\nSubject: x\r\n\r\nbody\r\n"
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         sender = sender_for(port, ca_file=pki.anchors, key=dkim_keys[0])
@@ -409,7 +281,7 @@ async def test_message_that_cannot_be_signed_is_permanent_and_not_sent(
 
 async def test_no_recipients_means_no_work(pki: Pki) -> None:
     empty = OutboundMessage(sender=NO_REPLY, recipients=(), data=NOTIFICATION, size=1)
-    assert await sender_for(refused_port(), ca_file=pki.anchors).deliver(empty) == []
+    assert await sender_for(free_port(), ca_file=pki.anchors).deliver(empty) == []
 
 
 # ---------------------------------------------------------------- reply mapping
@@ -419,7 +291,7 @@ async def test_per_recipient_replies_map_to_outcomes(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey]
 ) -> None:
     gone, busy = "gone@example.org", "busy@example.org"
-    host = Smarthost(
+    host = Recorder(
         rcpt_replies={
             gone: "550 5.1.1 No such user",
             busy: "450 4.2.1 Mailbox busy",
@@ -450,7 +322,7 @@ async def test_per_recipient_replies_map_to_outcomes(
 async def test_data_reply_applies_to_every_accepted_recipient(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey], reply: str, expected: tuple[str, int, str]
 ) -> None:
-    host = Smarthost(data_reply=reply)
+    host = Recorder(data_reply=reply)
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         sender = sender_for(port, ca_file=pki.anchors, key=dkim_keys[0])
         outcomes = await sender.deliver(notification(PATIENT, OTHER))
@@ -458,7 +330,7 @@ async def test_data_reply_applies_to_every_accepted_recipient(
 
 
 async def test_no_recipient_accepted_sends_no_data(pki: Pki) -> None:
-    host = Smarthost(rcpt_replies={PATIENT: "550 5.1.1 No such user"})
+    host = Recorder(rcpt_replies={PATIENT: "550 5.1.1 No such user"})
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         outcomes = await sender_for(port, ca_file=pki.anchors).deliver(notification())
     assert kinds(outcomes) == [("permanent", 550, "5.1.1")]
@@ -469,7 +341,7 @@ async def test_no_recipient_accepted_sends_no_data(pki: Pki) -> None:
 
 
 async def test_smarthost_without_starttls_gets_nothing(pki: Pki) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host) as port:
         outcomes = await sender_for(port, ca_file=pki.anchors).deliver(notification(PATIENT, OTHER))
     assert kinds(outcomes) == [("temporary", 0, "4.7.4"), ("temporary", 0, "4.7.4")]
@@ -478,18 +350,16 @@ async def test_smarthost_without_starttls_gets_nothing(pki: Pki) -> None:
     assert host.received == []
 
 
-async def test_certificate_from_another_ca_is_not_trusted(pki: Pki) -> None:
-    host = Smarthost()
-    async with smarthost(host, starttls=tls_server(pki.rogue)) as port:
-        outcomes = await sender_for(port, ca_file=pki.anchors).deliver(notification())
-    assert kinds(outcomes) == [("temporary", 0, "4.7.5")]
-    assert "not trusted" in outcomes[0].text
-    assert host.mails == []
-
-
-async def test_certificate_for_another_name_is_not_trusted(pki: Pki) -> None:
-    host = Smarthost()
-    async with smarthost(host, starttls=tls_server(pki.misnamed)) as port:
+@pytest.mark.parametrize(
+    "certificate",
+    [
+        pytest.param("rogue", id="from-another-ca"),
+        pytest.param("misnamed", id="for-another-name"),
+    ],
+)
+async def test_smarthost_certificate_is_not_trusted(pki: Pki, certificate: str) -> None:
+    host = Recorder()
+    async with smarthost(host, starttls=tls_server(getattr(pki, certificate))) as port:
         outcomes = await sender_for(port, ca_file=pki.anchors).deliver(notification())
     assert kinds(outcomes) == [("temporary", 0, "4.7.5")]
     assert "not trusted" in outcomes[0].text
@@ -497,7 +367,7 @@ async def test_certificate_for_another_name_is_not_trusted(pki: Pki) -> None:
 
 
 async def test_system_trust_store_does_not_trust_a_private_ca(pki: Pki) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         outcomes = await sender_for(port, ca_file=None).deliver(notification())
     assert kinds(outcomes) == [("temporary", 0, "4.7.5")]
@@ -505,7 +375,7 @@ async def test_system_trust_store_does_not_trust_a_private_ca(pki: Pki) -> None:
 
 
 async def test_implicit_tls_delivers(pki: Pki, dkim_keys: tuple[DkimKey, DkimKey]) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host, implicit=tls_server(pki.smarthost)) as port:
         sender = sender_for(port, tls="implicit", ca_file=pki.anchors, key=dkim_keys[0])
         outcomes = await sender.deliver(notification())
@@ -515,7 +385,7 @@ async def test_implicit_tls_delivers(pki: Pki, dkim_keys: tuple[DkimKey, DkimKey
 
 
 async def test_implicit_tls_with_an_untrusted_certificate_is_temporary(pki: Pki) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host, implicit=tls_server(pki.rogue)) as port:
         sender = sender_for(port, tls="implicit", ca_file=pki.anchors)
         outcomes = await sender.deliver(notification())
@@ -524,7 +394,7 @@ async def test_implicit_tls_with_an_untrusted_certificate_is_temporary(pki: Pki)
 
 
 async def test_plain_mode_works_against_a_local_sink(dkim_keys: tuple[DkimKey, DkimKey]) -> None:
-    host = Smarthost()
+    host = Recorder()
     async with smarthost(host) as port:
         outcomes = await sender_for(port, tls="none", key=dkim_keys[0]).deliver(notification())
     assert kinds(outcomes) == [("delivered", 250, "2.0.0")]
@@ -533,14 +403,14 @@ async def test_plain_mode_works_against_a_local_sink(dkim_keys: tuple[DkimKey, D
 
 
 async def test_connection_refused_is_temporary(pki: Pki) -> None:
-    outcomes = await sender_for(refused_port(), ca_file=pki.anchors).deliver(
+    outcomes = await sender_for(free_port(), ca_file=pki.anchors).deliver(
         notification(PATIENT, OTHER)
     )
     assert kinds(outcomes) == [("temporary", 0, "4.4.1"), ("temporary", 0, "4.4.1")]
 
 
 async def test_unreadable_ca_file_is_a_local_configuration_error(tmp_path: Path) -> None:
-    outcomes = await sender_for(refused_port(), ca_file=tmp_path / "missing.pem").deliver(
+    outcomes = await sender_for(free_port(), ca_file=tmp_path / "missing.pem").deliver(
         notification()
     )
     assert kinds(outcomes) == [("temporary", 0, "4.3.5")]
@@ -554,7 +424,7 @@ async def test_auth_with_a_password_file(
 ) -> None:
     secret = tmp_path / "smarthost.password"
     secret.write_text(PASSWORD + "\n")  # stripped when read
-    host = Smarthost()
+    host = Recorder(credentials=LOGIN)
     async with smarthost(host, starttls=tls_server(pki.smarthost), auth=True) as port:
         sender = sender_for(
             port, ca_file=pki.anchors, key=dkim_keys[0], username="notifier", password_file=secret
@@ -573,7 +443,7 @@ async def test_auth_with_a_password_file(
 async def test_auth_refused_is_temporary_and_sends_nothing(pki: Pki, tmp_path: Path) -> None:
     secret = tmp_path / "smarthost.password"
     secret.write_text("wrong")
-    host = Smarthost()
+    host = Recorder(credentials=LOGIN)
     async with smarthost(host, starttls=tls_server(pki.smarthost), auth=True) as port:
         sender = sender_for(port, ca_file=pki.anchors, username="notifier", password_file=secret)
         outcomes = await sender.deliver(notification())
@@ -585,7 +455,7 @@ async def test_auth_refused_is_temporary_and_sends_nothing(pki: Pki, tmp_path: P
 async def test_unreadable_password_file_is_a_local_configuration_error(
     pki: Pki, tmp_path: Path
 ) -> None:
-    host = Smarthost()
+    host = Recorder(credentials=LOGIN)
     async with smarthost(host, starttls=tls_server(pki.smarthost), auth=True) as port:
         sender = sender_for(
             port, ca_file=pki.anchors, username="notifier", password_file=tmp_path / "missing"
@@ -616,11 +486,11 @@ async def test_logs_name_the_smarthost_never_the_patient_or_the_content(
     pki: Pki, dkim_keys: tuple[DkimKey, DkimKey], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="mssante.smtp.notify")
-    host = Smarthost(rcpt_replies={OTHER: f"550 5.1.1 <{OTHER}> unknown"})
+    host = Recorder(rcpt_replies={OTHER: f"550 5.1.1 <{OTHER}> unknown"})
     async with smarthost(host, starttls=tls_server(pki.smarthost)) as port:
         sender = sender_for(port, ca_file=pki.anchors, key=dkim_keys[0])
         await sender.deliver(notification(PATIENT, OTHER))
-    async with smarthost(Smarthost()) as port:  # a failure too: no STARTTLS
+    async with smarthost(Recorder()) as port:  # a failure too: no STARTTLS
         await sender_for(port, ca_file=pki.anchors).deliver(notification(PATIENT))
     records = [r for r in caplog.records if r.name == "mssante.smtp.notify"]
     dumped = " ".join(f"{r.getMessage()} {getattr(r, 'fields', {})}" for r in records)

@@ -59,12 +59,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         ),
     )
     pair.a.run("bal", "bind", "alice@a.test", "--oauth", f"{ISSUER} f:550e8400:alice")
-    try:
-        pair.a.start()
-        pair.b.start()
+    with pair.running():
         yield pair
-    finally:
-        pair.stop()
 
 
 def _message(
