@@ -46,7 +46,6 @@ from annuaire import (
     record_notification,
     set_conversation,
 )
-from mssante import index
 from mssante.logs import pseudonym
 from mssante.schema import auto_replies
 from mssante.store import BlobRef, BlobStore
@@ -78,7 +77,7 @@ from smtp.accept import (
     read_header_block,
 )
 from smtp.autoreply import build_auto_return, build_notification, build_test_ack
-from smtp.queue import Work, enqueue_generated
+from smtp.queue import Work, append_delivery, enqueue_generated
 
 __all__ = [
     "NOTIFICATION_ORIGIN",
@@ -262,7 +261,7 @@ class PatientDesk:
                     if copy is not None and copy[0] == effect
                     else self._marked(work.message.blob, head, effect)
                 )
-                appended = self._append(conn, work, blob, owner, now)
+                appended = append_delivery(conn, work, owner, blob, now=now)
             elif isinstance(effect, SendReturn):
                 self._send_return(conn, work, effect, head, now)
             elif isinstance(effect, SendAck):
@@ -275,20 +274,6 @@ class PatientDesk:
                     extra={"fields": {"queue_id": work.message.queue_id, "reason": effect.reason}},
                 )
         return appended
-
-    @staticmethod
-    def _append(conn: Connection, work: Work, blob: BlobRef, owner: str, now: datetime) -> int:
-        mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
-        inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
-        assert inbox is not None
-        index.append(
-            conn,
-            inbox,
-            blob,
-            internal_date=work.message.received_at,
-            delivery_key=work.message.delivery_key(address_key(work.recipient)),
-        )
-        return inbox.id
 
     def _marked(self, blob: BlobRef, head: bytes, deliver: Deliver) -> BlobRef:
         """The message as the patient gets it: our reply marker, a named ``From:``.

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
-from annuaire import normalise_domain, split_address
+from annuaire import address_key, normalise_domain, split_address
+from mssante import index
 from mssante.db import Database
 from mssante.schema import queue_messages, queue_recipients
 from mssante.store import BlobRef, BlobStore
@@ -33,6 +34,7 @@ __all__ = [
     "QueueEntry",
     "QueuedMessage",
     "Work",
+    "append_delivery",
     "claim",
     "defer",
     "delete_message",
@@ -202,6 +204,24 @@ def enqueue_generated(
     envelope = Envelope(sender="", recipients=(NewRecipient(to),), origin=origin, client=client)
     enqueue(conn, blob, envelope, now=now, max_age=max_age, queue_id=queue_id)
     return blob
+
+
+def append_delivery(
+    conn: Connection, work: Work, owner: str, blob: BlobRef, *, now: datetime
+) -> int:
+    """Local delivery of a row: ``blob`` into ``owner``'s INBOX, once per (message,
+    recipient) however often it runs (the delivery key). Returns the mailbox id."""
+    mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
+    inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
+    assert inbox is not None
+    index.append(
+        conn,
+        inbox,
+        blob,
+        internal_date=work.message.received_at,
+        delivery_key=work.message.delivery_key(address_key(work.recipient)),
+    )
+    return inbox.id
 
 
 def _message(row: object) -> QueuedMessage:

@@ -30,10 +30,8 @@ from annuaire import (
     Responder,
     Route,
     RoutingContext,
-    address_key,
     route,
 )
-from mssante import index
 from mssante.clock import Clock
 from mssante.db import Database
 from mssante.logs import pseudonym
@@ -54,6 +52,7 @@ from smtp.dsn import (
 from smtp.patients import NOTIFICATION_ORIGIN, PatientDesk
 from smtp.queue import (
     Work,
+    append_delivery,
     claim,
     defer,
     enqueue_generated,
@@ -295,7 +294,7 @@ class QueueRunner:
                 return Outcome("temporary", "4.4.0", "the recipient moved to another operator")
             appended_to: int | None
             if isinstance(found, LocalMailbox):
-                appended_to = self._append_inbox(conn, work, found.address, now)
+                appended_to = append_delivery(conn, work, found.address, work.message.blob, now=now)
             elif desk is None or staged is None:
                 return Outcome("permanent", "5.3.3", "This node does not serve patient spaces")
             elif isinstance(found, Responder):
@@ -326,20 +325,6 @@ class QueueRunner:
             },
         )
         return None
-
-    @staticmethod
-    def _append_inbox(conn: Connection, work: Work, owner: str, now: datetime) -> int:
-        mailboxes = {m.name: m for m in index.ensure_default_mailboxes(conn, owner, now=now)}
-        inbox = mailboxes.get("INBOX") or index.get_mailbox(conn, owner, "INBOX")
-        assert inbox is not None
-        index.append(
-            conn,
-            inbox,
-            work.message.blob,
-            internal_date=work.message.received_at,
-            delivery_key=work.message.delivery_key(address_key(work.recipient)),
-        )
-        return inbox.id
 
     def _success_dsn(self, conn: Connection, work: Work, now: datetime) -> str | None:
         if must_not_send_dsn(work.message.sender) or not notify_wants(work.notify, "delivered"):
