@@ -4,7 +4,8 @@ Both protocols decode the SASL exchange with :mod:`mssante.sasl`, then hand the
 credentials here, so a password, a client certificate or a bearer token opens
 exactly the same mailbox over SMTP and IMAP, with the same throttle:
 
-* PLAIN/LOGIN: an Argon2 hash of the BAL (unless the operator turned passwords off);
+* PLAIN/LOGIN: an Argon2 hash of the BAL (unless the operator turned passwords off),
+  or for ``<INS>@<patient domain>`` the patient registry's (open spaces only);
 * EXTERNAL: the TLS client certificate's fingerprint bound to a BAL;
 * XOAUTH2/OAUTHBEARER: a JWT from the configured issuer, ``"issuer subject"``
   bound to a BAL.
