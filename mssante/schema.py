@@ -389,7 +389,48 @@ patient_notifications = Table(
     Column("last_sent_at", UTCDateTime, nullable=False),
 )
 
+# --------------------------------------------------------------------------- DMP-like store
+
+#: One CDA document in a patient's record (Y-3, Y-4, Y-5): every version stays,
+#: the replaced ones marked superseded and linked to their successor.
+dmp_documents = Table(
+    "dmp_documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("unique_id", String(255), nullable=False, unique=True),  # CDA id, root^extension
+    Column("set_id", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("ins", String(15), nullable=False),
+    Column("ins_oid", String(64), nullable=False),
+    Column("type_code", String(64), nullable=False),
+    Column("type_system", String(64), nullable=False),
+    Column("title", String(128), nullable=False),
+    Column("blob_sha256", String(64), nullable=False),  # the CDA bytes in the message store
+    Column("size", BigInteger, nullable=False),
+    Column("author", String(320), nullable=False),  # idNatPS or the sending mailbox
+    Column("status", String(16), nullable=False),  # current, superseded
+    Column("superseded_by", Integer, ForeignKey("dmp_documents.id"), nullable=True),
+    Column("invisible_patient", Boolean, nullable=False),
+    Column("invisible_legal_reps", Boolean, nullable=False),
+    Column("masked_ps", Boolean, nullable=False),
+    Column("deposited_at", UTCDateTime, nullable=False),
+    Column("visible_since", UTCDateTime, nullable=True),  # an invisible one made visible
+    Column("patient_notified_at", UTCDateTime, nullable=True),  # Y-5 one-month notice
+    Index(None, "ins", "status"),
+    Index(None, "set_id"),
+)
+
+#: Patients who oppose feeding their record (Y-7): deposits for them are refused.
+dmp_oppositions = Table(
+    "dmp_oppositions",
+    metadata,
+    Column("ins", String(15), primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("recorded_by", String(320), nullable=False),
+)
+
 BLOB_REFERENCES: list[Column[Any]] = [
     mailbox_messages.c.blob_sha256,
     queue_messages.c.blob_sha256,
+    dmp_documents.c.blob_sha256,
 ]
