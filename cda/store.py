@@ -28,7 +28,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -204,6 +204,29 @@ def _by_unique_id(conn: Connection, unique_id: str) -> Row[Any] | None:
     ).one_or_none()
 
 
+def _trace(
+    conn: Connection,
+    now: datetime,
+    action: str,
+    actor: str,
+    target: str,
+    *,
+    outcome: str = "ok",
+    details: Mapping[str, audit.Scalar] | None = None,
+) -> None:
+    """One audit entry about a patient's record (Y-6); ``target`` is the INS pseudonym."""
+    audit.record(
+        conn,
+        at=now,
+        actor=actor,
+        action=action,
+        target_kind="patient",
+        target=target,
+        outcome=outcome,
+        details=details,
+    )
+
+
 def is_opposed(conn: Connection, ins: str) -> bool:
     """Whether the patient opposed feeding their record (Y-7)."""
     found = conn.execute(
@@ -243,13 +266,12 @@ def deposit(
     }
 
     def refuse(code: int, *findings: Finding) -> DepositResult:
-        audit.record(
+        _trace(
             conn,
-            at=now,
-            actor=author,
-            action="dmp.deposit",
-            target_kind="patient",
-            target=target,
+            now,
+            "dmp.deposit",
+            author,
+            target,
             outcome="refused",
             details={**base, "ack_code": code, "reason": findings[0].expected[:120]},
         )
@@ -268,13 +290,12 @@ def deposit(
     existing = _by_unique_id(conn, unique_id)
     if existing is not None:
         if existing.blob_sha256 == sha256 and existing.ins == ins:
-            audit.record(
+            _trace(
                 conn,
-                at=now,
-                actor=author,
-                action="dmp.deposit",
-                target_kind="patient",
-                target=target,
+                now,
+                "dmp.deposit",
+                author,
+                target,
                 outcome="duplicate",
                 details={**base, "document": existing.id},
             )
@@ -344,16 +365,7 @@ def deposit(
         details["replaced"] = replaced.id
     if visibility:
         details["flags"] = _flag_text(visibility)
-    audit.record(
-        conn,
-        at=now,
-        actor=author,
-        action="dmp.deposit",
-        target_kind="patient",
-        target=target,
-        outcome=kind,
-        details=details,
-    )
+    _trace(conn, now, "dmp.deposit", author, target, outcome=kind, details=details)
     return DepositResult(
         kind, document_id=document_id, replaced_id=None if replaced is None else replaced.id
     )
@@ -438,13 +450,12 @@ def documents(
     if reader is not None:
         if now is None:
             raise ValueError("an audited read needs the time: pass now")
-        audit.record(
+        _trace(
             conn,
-            at=now,
-            actor=reader,
-            action="dmp.read",
-            target_kind="patient",
-            target=pseudonym(ins),
+            now,
+            "dmp.read",
+            reader,
+            pseudonym(ins),
             details={"view": view, "count": len(found)},
         )
     return found
@@ -469,13 +480,12 @@ def get_document(
         return None
     record = _record(row)
     allowed = _visible(record, view, reader)
-    audit.record(
+    _trace(
         conn,
-        at=now,
-        actor=reader,
-        action="dmp.read",
-        target_kind="patient",
-        target=pseudonym(record.ins),
+        now,
+        "dmp.read",
+        reader,
+        pseudonym(record.ins),
         outcome="ok" if allowed else "denied",
         details={"view": view, "document": record.id},
     )
@@ -524,13 +534,12 @@ def set_visibility(
     if row.invisible_patient and not values["invisible_patient"]:
         changes["visible_since"] = now
     conn.execute(update(dmp_documents).where(dmp_documents.c.id == row.id).values(**changes))
-    audit.record(
+    _trace(
         conn,
-        at=now,
-        actor=actor,
-        action="dmp.visibility",
-        target_kind="patient",
-        target=pseudonym(row.ins),
+        now,
+        "dmp.visibility",
+        actor,
+        pseudonym(row.ins),
         details={"document": row.id, "before": _flag_text(before), "flags": _flag_text(visibility)},
     )
     updated = conn.execute(select(dmp_documents).where(dmp_documents.c.id == row.id)).one()
@@ -546,13 +555,12 @@ def set_opposition(conn: Connection, ins: str, opposed: bool, *, actor: str, now
         conn.execute(insert(dmp_oppositions).values(ins=ins, since=now, recorded_by=actor))
     else:
         conn.execute(delete(dmp_oppositions).where(dmp_oppositions.c.ins == ins))
-    audit.record(
+    _trace(
         conn,
-        at=now,
-        actor=actor,
-        action="dmp.opposition",
-        target_kind="patient",
-        target=pseudonym(ins),
+        now,
+        "dmp.opposition",
+        actor,
+        pseudonym(ins),
         outcome="opposed" if opposed else "lifted",
     )
     return True
@@ -608,24 +616,15 @@ def run_timers(
             notified.append(row.id)
             if row.ins not in patients:
                 patients.append(row.ins)
-            audit.record(
-                conn,
-                at=now,
-                actor=TIMER_ACTOR,
-                action="dmp.notify",
-                target_kind="patient",
-                target=target,
-                details={"document": row.id},
-            )
+            _trace(conn, now, "dmp.notify", TIMER_ACTOR, target, details={"document": row.id})
         if visible_due:
             made_visible.append(row.id)
-            audit.record(
+            _trace(
                 conn,
-                at=now,
-                actor=TIMER_ACTOR,
-                action="dmp.visibility",
-                target_kind="patient",
-                target=target,
+                now,
+                "dmp.visibility",
+                TIMER_ACTOR,
+                target,
                 details={
                     "document": row.id,
                     "before": _flag_text(_flags(row)),
