@@ -7,6 +7,17 @@ never re-implement a rule; they call these.
 """
 
 from policies.attachments import check_patient_attachments
+from policies.envoi_y import (
+    X_MSS_CODECDA,
+    X_MSS_INS,
+    X_MSS_MES,
+    XDM_SUBJECT_MARKER,
+    FanOut,
+    FanOutReason,
+    fan_out,
+    forwarded_headers,
+    xdm_subject,
+)
 from policies.mssc import (
     REPLY_MARKER,
     AttachmentsCheck,
@@ -32,10 +43,16 @@ from policies.texts import ReturnKind
 
 __all__ = [
     "REPLY_MARKER",
+    "XDM_SUBJECT_MARKER",
+    "X_MSS_CODECDA",
+    "X_MSS_INS",
+    "X_MSS_MES",
     "AttachmentsCheck",
     "Deliver",
     "Drop",
     "Effect",
+    "FanOut",
+    "FanOutReason",
     "MessageFacts",
     "Notify",
     "ReturnKind",
@@ -47,9 +64,12 @@ __all__ = [
     "decide_from_patient",
     "decide_test_responder",
     "decide_to_patient",
+    "fan_out",
+    "forwarded_headers",
     "mdn_recipient",
     "notification_due",
     "patient_copy",
     "patient_display_name",
     "professional_display_name",
+    "xdm_subject",
 ]
