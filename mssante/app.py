@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from annuaire import api as annuaire_api
 from annuaire.monitor import WhitelistMonitor
+from cda import api as cda_api
 from imap.service import imap_services
 from imap.session import SeenHook
 from mssante import http
@@ -124,6 +125,8 @@ def http_services(runtime: Runtime) -> list[Service]:
         "/annuaire/search": annuaire_api.search_route(runtime.db),
         **http.autoconfig_routes(runtime.config),
     }
+    if runtime.config.dmp.http_views:
+        routes[cda_api.DOCUMENTS_PATH] = cda_api.documents_route(runtime.db, runtime.clock)
     handler = http.make_handler(routes)
     return [
         TcpListener(

@@ -164,7 +164,7 @@ class Commands:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mssante import cli_annuaire, cli_certs, cli_smtp
+    from mssante import cli_annuaire, cli_certs, cli_dmp, cli_smtp
 
     parser = argparse.ArgumentParser(prog="mssante", description="MSSanté operator node")
     parser.add_argument("--version", action="version", version=f"mssante {__version__}")
@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_certs.register(commands.group("certs", "PKI: issue, check and revoke certificates"))
     cli_annuaire.register(commands)
     cli_smtp.register(commands)
+    cli_dmp.register(commands)
     return parser
 
 

@@ -491,6 +491,17 @@ class NotificationsConfig:
 
 
 @dataclass(frozen=True)
+class DmpConfig:
+    http_views: bool = field(
+        default=False,
+        metadata=_doc(
+            "Serve `GET /dmp/patients/{ins}/documents` on the HTTP listener. The view has NO "
+            "authentication yet: enable it only with the HTTP listener on loopback."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     shutdown_grace_seconds: float = field(
         default=10.0,
@@ -524,6 +535,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     patients: PatientsConfig = field(default_factory=PatientsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    dmp: DmpConfig = field(default_factory=DmpConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     data_dir: Path = field(default=Path("."), metadata={"internal": True})

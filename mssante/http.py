@@ -2,8 +2,9 @@
 
 Deliberately tiny: one bounded request per connection, GET/HEAD only, then
 close. :func:`parse_request_head` is the sans-IO part; routes are async
-functions of the query parameters returning a :class:`Response`; the asyncio
-handler only moves bytes.
+functions of the query parameters returning a :class:`Response`, keyed by an
+exact path or a pattern with ``{name}`` segments (captured into the
+parameters); the asyncio handler only moves bytes.
 """
 
 from __future__ import annotations
@@ -107,12 +108,42 @@ def autoconfig_routes(config: Config) -> dict[str, Route]:
     return dict.fromkeys(autoconfig.PATHS, client_config)
 
 
+def match_path(pattern: str, path: str) -> dict[str, str] | None:
+    """The ``{name}`` segments of ``pattern`` captured from ``path``, None if it differs.
+
+    A captured segment is percent-decoded and never empty or holding a ``/``.
+    """
+    want, got = pattern.split("/"), path.split("/")
+    if len(want) != len(got):
+        return None
+    captured: dict[str, str] = {}
+    for expected, segment in zip(want, got, strict=True):
+        if expected.startswith("{") and expected.endswith("}"):
+            value = urllib.parse.unquote(segment)
+            if not value or "/" in value:
+                return None
+            captured[expected[1:-1]] = value[:512]
+        elif expected != segment:
+            return None
+    return captured
+
+
 async def respond(request: Request, routes: dict[str, Route]) -> Response:
+    """Run the route of an exact path, else of the first ``{name}`` pattern it matches.
+
+    A pattern's captured segments join the query parameters (and win over them).
+    """
+    params = request.query
     route = routes.get(request.path)
+    if route is None:
+        for pattern, candidate in routes.items():
+            if "{" in pattern and (captured := match_path(pattern, request.path)) is not None:
+                route, params = candidate, {**request.query, **captured}
+                break
     if route is None:
         return Response(404, b"not found\n")
     try:
-        return await route(request.query)
+        return await route(params)
     except Exception:
         log.exception("route failed", extra={"fields": {"path": request.path}})
         return Response(500, b"internal error\n")
