@@ -1,4 +1,4 @@
-# covers: Y-3, Y-7
+# covers: Y-3, Y-6, Y-7
 """`mssante dmp …` as an operator runs it: a real data directory, real processes."""
 
 from __future__ import annotations
