@@ -30,21 +30,15 @@ from email.utils import format_datetime
 from typing import Final, Literal, get_args
 
 from cda.findings import Finding
-from smtp.autoreply import _header_value, _text_message
+from smtp.autoreply import _header_value, _text_message, mdn_body
 from smtp.dsn import (
-    _TEXT_PART,
-    _address_field,
     _clean,
-    _encoding,
-    _field,
     _from_header,
     _message_id,
     _original_headers,
     _original_message_id,
     _qp,
-    _report_body,
     _top_headers,
-    _typed,
 )
 
 __all__ = [
@@ -304,29 +298,11 @@ def build_ack(
     if not as_mdn:
         return _text_message(head, text)
 
-    ua_name = _clean(reporting_ua, 255).replace(";", "")
-    fields = [_field("Reporting-UA", f"{ua_name}; mssante")]
-    original_rcpt = _header_value(headers, "Original-Recipient")
-    if original_rcpt is not None:
-        fields.append(_field("Original-Recipient", _typed(original_rcpt, "rfc822")))
-    fields.append(_address_field("Final-Recipient", bridge))
-    if original_id is not None:
-        fields.append(_field("Original-Message-ID", original_id))
-    fields.append(_field("Disposition", ack_disposition(code)))
-    notification = ("\r\n".join(fields) + "\r\n").encode("ascii")
-
-    headers_cte = _encoding(headers)
-    parts = [
-        (_TEXT_PART, _qp(text)),
-        (b"Content-Type: message/disposition-notification\r\n"
-         b"Content-Transfer-Encoding: 7bit\r\n", notification),
-        (b"Content-Type: text/rfc822-headers\r\n"
-         b"Content-Transfer-Encoding: " + headers_cte.encode() + b"\r\n", headers),
-    ]  # fmt: skip
-    return head + _report_body(
-        "disposition-notification",
-        parts,
+    return head + mdn_body(
+        headers,
+        human=_qp(text),
+        reporting_ua=reporting_ua,
+        final_recipient=bridge,
+        disposition=ack_disposition(code),
         seed=f"{mid}|{now.isoformat()}",
-        cte=headers_cte,
-        preamble="This is a MIME-formatted message disposition notification.",
     )

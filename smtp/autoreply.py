@@ -58,6 +58,7 @@ __all__ = [
     "build_mdn",
     "build_notification",
     "build_test_ack",
+    "mdn_body",
     "original_message_id",
 ]
 
@@ -173,25 +174,6 @@ def build_mdn(
     patient = _mailbox(patient_address)
     human = _qp(mdn_text(patient=patient, sent=_sent_date(headers), displayed=now))
 
-    ua_name = _clean(reporting_ua, 255).replace(";", "")
-    fields = [_field("Reporting-UA", f"{ua_name}; mssante")]
-    original_rcpt = _header_value(headers, "Original-Recipient")
-    if original_rcpt is not None:
-        fields.append(_field("Original-Recipient", _typed(original_rcpt, "rfc822")))
-    fields.append(_address_field("Final-Recipient", patient))
-    if original_id is not None:
-        fields.append(_field("Original-Message-ID", original_id))
-    fields.append(_field("Disposition", MDN_DISPOSITION))
-    notification = ("\r\n".join(fields) + "\r\n").encode("ascii")
-
-    headers_cte = _encoding(headers)
-    parts = [
-        (_TEXT_PART, human),
-        (b"Content-Type: message/disposition-notification\r\n"
-         b"Content-Transfer-Encoding: 7bit\r\n", notification),
-        (b"Content-Type: text/rfc822-headers\r\n"
-         b"Content-Transfer-Encoding: " + headers_cte.encode() + b"\r\n", headers),
-    ]  # fmt: skip
     mid = _message_id(message_id, "build_mdn")
     head = _top_headers(
         from_=_from_header(patient_display or "", patient_address),
@@ -202,10 +184,51 @@ def build_mdn(
         in_reply_to=original_id,
         auto_submitted="auto-replied",
     )
-    return head + _report_body(
+    return head + mdn_body(
+        headers,
+        human=human,
+        reporting_ua=reporting_ua,
+        final_recipient=patient,
+        disposition=MDN_DISPOSITION,
+        seed=f"{mid}|{now.isoformat()}",
+    )
+
+
+def mdn_body(
+    headers: bytes,
+    *,
+    human: bytes,
+    reporting_ua: str,
+    final_recipient: str,
+    disposition: str,
+    seed: str,
+) -> bytes:
+    """The body of an RFC 8098 report (read receipt, bridge acknowledgement): the
+    encoded ``human`` text, the ``message/disposition-notification`` fields, then
+    the original's header block ``headers`` (already trimmed by ``_original_headers``)."""
+    ua_name = _clean(reporting_ua, 255).replace(";", "")
+    fields = [_field("Reporting-UA", f"{ua_name}; mssante")]
+    original_rcpt = _header_value(headers, "Original-Recipient")
+    if original_rcpt is not None:
+        fields.append(_field("Original-Recipient", _typed(original_rcpt, "rfc822")))
+    fields.append(_address_field("Final-Recipient", final_recipient))
+    original_id = _original_message_id(headers)
+    if original_id is not None:
+        fields.append(_field("Original-Message-ID", original_id))
+    fields.append(_field("Disposition", disposition))
+    notification = ("\r\n".join(fields) + "\r\n").encode("ascii")
+    headers_cte = _encoding(headers)
+    parts = [
+        (_TEXT_PART, human),
+        (b"Content-Type: message/disposition-notification\r\n"
+         b"Content-Transfer-Encoding: 7bit\r\n", notification),
+        (b"Content-Type: text/rfc822-headers\r\n"
+         b"Content-Transfer-Encoding: " + headers_cte.encode() + b"\r\n", headers),
+    ]  # fmt: skip
+    return _report_body(
         "disposition-notification",
         parts,
-        seed=f"{mid}|{now.isoformat()}",
+        seed=seed,
         cte=headers_cte,
         preamble="This is a MIME-formatted message disposition notification.",
     )
