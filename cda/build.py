@@ -149,15 +149,20 @@ def _name(parent: Any, value: str) -> None:
         _rim(_rim(parent, "Name"), "LocalizedString", value=value)
 
 
-def _classification(parent: Any, owner: str, scheme: str, code: Code, seed: str) -> None:
-    cl = _rim(
+def _classified(parent: Any, owner: str, scheme: str, node: str, seed: str) -> Any:
+    """An ebRIM Classification of ``owner`` under ``scheme`` (the element, for its slots)."""
+    return _rim(
         parent,
         "Classification",
         id=_urn(seed),
         classificationScheme=scheme,
         classifiedObject=owner,
-        nodeRepresentation=code.code,
+        nodeRepresentation=node,
     )
+
+
+def _classification(parent: Any, owner: str, scheme: str, code: Code, seed: str) -> None:
+    cl = _classified(parent, owner, scheme, code.code, seed)
     _slot(cl, "codingScheme", [code.system])
     _name(cl, code.display)
 
@@ -165,14 +170,7 @@ def _classification(parent: Any, owner: str, scheme: str, code: Code, seed: str)
 def _author(
     parent: Any, owner: str, scheme: str, slots: Mapping[str, Sequence[str]], seed: str
 ) -> None:
-    cl = _rim(
-        parent,
-        "Classification",
-        id=_urn(seed),
-        classificationScheme=scheme,
-        classifiedObject=owner,
-        nodeRepresentation="",
-    )
+    cl = _classified(parent, owner, scheme, "", seed)
     for name, values in slots.items():
         _slot(cl, name, values)
 

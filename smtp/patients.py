@@ -22,6 +22,8 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,10 +71,8 @@ from policies import (
     patient_copy,
 )
 from smtp.accept import (
-    MAX_HEADER_BLOCK,
     drop_fields,
     field_name,
-    header_end,
     parse_headers,
     read_header_block,
 )
@@ -133,6 +133,10 @@ class PatientDesk:
     def __init__(self, settings: PatientSettings, *, store: BlobStore) -> None:
         self.settings = settings
         self.store = store
+        #: MSSC-ATT-1 verdicts by blob: a patient's message to several recipients is
+        #: parsed once, not once per queue row (bounded: oldest verdicts go first).
+        self._attachments: OrderedDict[str, bool] = OrderedDict()
+        self._lock = threading.Lock()  # rows are staged in worker threads
 
     # ------------------------------------------------------------------ which rows
 
@@ -156,14 +160,8 @@ class PatientDesk:
         """Read (and write the patient's copy) before the row's transaction: no lock held
         while a 25 MB message is parsed or copied."""
         blob = work.message.blob
-        attachments_ok = True
-        if self.sent_by_patient(work):
-            data = self.store.read(blob.sha256)
-            end = header_end(data)
-            head = data[:end] if end >= 0 else data[:MAX_HEADER_BLOCK]
-            attachments_ok = not check_patient_attachments(data)
-        else:
-            head = read_header_block(self.store, blob.sha256)
+        head = read_header_block(self.store, blob.sha256)
+        attachments_ok = self._attachments_ok(blob) if self.sent_by_patient(work) else True
         facts = MessageFacts.from_headers(
             work.message.sender, parse_headers(head), work.message.size
         )
@@ -174,6 +172,18 @@ class PatientDesk:
             return dataclasses.replace(staged, text=self._text(blob))
         copy = patient_copy(facts)
         return dataclasses.replace(staged, copy=(copy, self._marked(blob, head, copy)))
+
+    def _attachments_ok(self, blob: BlobRef) -> bool:
+        """MSSC-ATT-1 on the whole message, read and parsed once per message."""
+        with self._lock:
+            verdict = self._attachments.get(blob.sha256)
+        if verdict is None:
+            verdict = not check_patient_attachments(self.store.read(blob.sha256))
+            with self._lock:
+                self._attachments[blob.sha256] = verdict
+                while len(self._attachments) > 64:
+                    self._attachments.popitem(last=False)
+        return verdict
 
     def _text(self, blob: BlobRef) -> str:
         """The text parts of a message (bounded), for the TEST check."""
