@@ -24,6 +24,8 @@ from sqlalchemy import select
 from annuaire import api as annuaire_api
 from annuaire.monitor import WhitelistMonitor
 from cda import api as cda_api
+from cda.timers import DmpTimerJob
+from certs import tls as certs_tls
 from imap.service import imap_services
 from imap.session import SeenHook
 from mssante import http
@@ -37,7 +39,7 @@ from mssante.metrics import Metrics
 from mssante.retention import RetentionJob
 from mssante.schema import BLOB_REFERENCES
 from mssante.store import BlobStore, GCReport, load_key
-from smtp.service import smtp_services
+from smtp.service import authenticator, smtp_services
 
 log = logging.getLogger("mssante")
 
@@ -117,27 +119,51 @@ def open_database(config: Config) -> Database:
 
 
 def http_services(runtime: Runtime) -> list[Service]:
-    listener = runtime.config.listeners.http
-    if not listener.enabled:
-        return []
-    routes = {
-        **http.builtin_routes(lambda: runtime.ready, runtime.metrics.render),
-        "/annuaire/search": annuaire_api.search_route(runtime.db),
-        **http.autoconfig_routes(runtime.config),
-    }
-    if runtime.config.dmp.http_views:
-        routes[cda_api.DOCUMENTS_PATH] = cda_api.documents_route(runtime.db, runtime.clock)
-    handler = http.make_handler(routes)
-    return [
-        TcpListener(
-            "http",
-            listener.host,
-            listener.port,
-            handler,
-            metrics=runtime.metrics,
-            stream_limit=http.MAX_HEAD,
+    """The plain listener (public routes), and with ``dmp.http_views`` the HTTPS one."""
+    config = runtime.config
+    services: list[Service] = []
+    listener = config.listeners.http
+    if listener.enabled:
+        routes = {
+            **http.builtin_routes(lambda: runtime.ready, runtime.metrics.render),
+            "/annuaire/search": annuaire_api.search_route(runtime.db),
+            **http.autoconfig_routes(config),
+        }
+        services.append(
+            TcpListener(
+                "http",
+                listener.host,
+                listener.port,
+                http.make_handler(routes),
+                metrics=runtime.metrics,
+                stream_limit=http.MAX_HEAD,
+            )
         )
-    ]
+    secure = config.listeners.https
+    if config.dmp.http_views and secure.enabled:
+        auth = authenticator(runtime)
+        dmp_routes = {
+            cda_api.DOCUMENTS_PATH: cda_api.documents_route(
+                runtime.db, runtime.clock, patient_domain=config.node.patient_domain
+            )
+        }
+        context = certs_tls.server_context(
+            config.path(config.tls.cert_file), config.path(config.tls.key_file)
+        )
+        if config.smtp.tls_ciphers:
+            context.set_ciphers(config.smtp.tls_ciphers)
+        services.append(
+            TcpListener(
+                "https",
+                secure.host,
+                secure.port,
+                http.make_authenticated_handler(dmp_routes, auth, realm="mssante-dmp"),
+                metrics=runtime.metrics,
+                ssl_context=context,
+                stream_limit=http.MAX_HEAD,
+            )
+        )
+    return services
 
 
 def directory_services(runtime: Runtime) -> list[Service]:
@@ -163,6 +189,33 @@ def retention_services(runtime: Runtime) -> list[Service]:
     return [job]
 
 
+def dmp_services(runtime: Runtime) -> list[Service]:
+    """The Y-5 timers of the embedded DMP, on every node.
+
+    The record lives in the database, so any node sharing it may fire the
+    timers: each document's notice and reveal happen once whichever node (or
+    how many) runs them. With no document waiting, a run is one query. The
+    notice goes to the patient's MSS-C mailbox, delivered here when this node
+    serves the patient domain, else relayed to its operator (then it comes
+    from this node's own domain, which its peers can check). The queue
+    runner finds it at its next poll.
+    """
+    config = runtime.config
+    node = config.node
+    sender_domain = node.patient_domain if node.serves_patient_domain else node.domain
+    job = DmpTimerJob(
+        db=runtime.db,
+        store=runtime.store,
+        clock=runtime.clock,
+        patient_domain=node.patient_domain,
+        from_address=f"ne-pas-repondre@{sender_domain}",
+        hostname=config.hostname,
+        max_age=timedelta(seconds=config.queue.max_age_seconds),
+        every=config.dmp.timer_check_seconds,
+    )
+    return [job]
+
+
 ServiceFactory = Callable[[Runtime], list[Service]]
 
 #: Every package's contribution to `serve`. SMTP and IMAP add theirs here.
@@ -171,6 +224,7 @@ SERVICE_FACTORIES: list[ServiceFactory] = [
     smtp_services,
     imap_services,
     retention_services,
+    dmp_services,
     http_services,
 ]
 

@@ -241,6 +241,11 @@ class ListenersConfig:
     submissions: ListenerConfig = _listener(465, "SMTP submission over implicit TLS:")
     imap: ListenerConfig = _listener(143, "IMAP with STARTTLS:")
     imaps: ListenerConfig = _listener(993, "IMAP over implicit TLS:")
+    https: ListenerConfig = _listener(
+        8443,
+        "HTTPS with authenticated callers, bound only with `dmp.http_views = true` "
+        "(the DMP views; `tls` certificate, TLS 1.2+):",
+    )
 
 
 def _size_caps(value: Any) -> str | None:
@@ -490,13 +495,58 @@ class NotificationsConfig:
     )
 
 
+def _addresses(value: Any) -> str | None:
+    return next(("addresses local@domain" for item in value if item == "" or _address(item)), None)
+
+
 @dataclass(frozen=True)
 class DmpConfig:
+    bridge_clients: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "APP or ORG mailboxes of this node allowed to send XDM packages to "
+            "`node.bridge_address` (the hospital software's applicative mailboxes).",
+            _addresses,
+        ),
+    )
+    w_mode: bool = field(
+        default=False,
+        metadata=_doc(
+            "Envoi en W: the bridge also mails each document to the patient's MSS-C address "
+            "(never a document invisible to the patient). Off: professionals only (Y-1)."
+        ),
+    )
+    patient_replies: bool = field(
+        default=False,
+        metadata=_doc(
+            "In W mode, let the patient reply to the copy; `false` sends it with "
+            "`X-MSS-MES: FIN` (MSSC-FIN-1)."
+        ),
+    )
+    test_ins: bool = field(
+        default=False,
+        metadata=_doc(
+            "Accept the test and demonstration NIR OIDs (1.2.250.1.213.1.4.10 and .11) at "
+            "the bridge. Never on a production node."
+        ),
+    )
     http_views: bool = field(
         default=False,
         metadata=_doc(
-            "Serve `GET /dmp/patients/{ins}/documents` on the HTTP listener. The view has NO "
-            "authentication yet: enable it only with the HTTP listener on loopback."
+            "Serve `GET /dmp/patients/{ins}/documents` on `listeners.https` (TLS only, never "
+            "on the plain HTTP listener) to authenticated callers: HTTP Basic with a BAL or "
+            "patient password, or Bearer with an access token, checked like IMAP and "
+            "submission logins. A patient sees their own record, a professional the "
+            "professional view as their mailbox."
+        ),
+    )
+    timer_check_seconds: int = field(
+        default=3600,
+        metadata=_doc(
+            "How often the Y-5 timers look for documents still invisible to the patient: "
+            "a generic notice to the patient's MSS-C mailbox one month after the deposit, "
+            "visible to the patient after three months.",
+            _positive,
         ),
     )
 

@@ -31,6 +31,7 @@ DEMO_PORTS = {
     "imap": 2143,
     "imaps": 2993,
     "http": 8025,
+    "https": 8443,
 }
 
 

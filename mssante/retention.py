@@ -31,7 +31,7 @@ from mssante.db import Database
 from mssante.logs import pseudonym
 from mssante.schema import mailbox_messages, mailboxes
 from mssante.store import GCReport
-from mssante.tasks import finish_within
+from mssante.tasks import finish_within, run_every
 
 log = logging.getLogger("mssante.retention")
 
@@ -210,26 +210,22 @@ class RetentionJob:
 
     async def start(self) -> None:
         if self.enabled:
-            self._task = asyncio.create_task(self._loop(), name="retention")
+            self._task = asyncio.create_task(
+                run_every(
+                    self.run_once,
+                    clock=self._clock,
+                    every=self._every,
+                    stopping=self._stopping,
+                    log=log,
+                    what="retention",
+                ),
+                name="retention",
+            )
 
     async def stop(self, grace: float) -> None:
         """Let a run in progress finish its batch (within ``grace``), then end the loop."""
         self._stopping.set()
         await finish_within(self._task, grace)
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("retention run failed; trying again at the next interval")
-            sleeper = asyncio.ensure_future(self._clock.sleep(self._every))
-            stopped = asyncio.ensure_future(self._stopping.wait())
-            try:
-                await asyncio.wait({sleeper, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                stopped.cancel()
 
     async def run_once(self) -> RetentionReport:
         """Purge every expired message, batch by batch, then collect the freed blobs."""

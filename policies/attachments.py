@@ -24,7 +24,13 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Final
 
-__all__ = ["ALLOWED_KINDS", "AttachmentKind", "AttachmentProblem", "check_patient_attachments"]
+__all__ = [
+    "ALLOWED_KINDS",
+    "AttachmentKind",
+    "AttachmentProblem",
+    "check_patient_attachments",
+    "too_many_containers",
+]
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,17 @@ _CONTAINER_HEADER: Final = re.compile(
 )
 
 
+def too_many_containers(message: bytes, max_parts: int) -> bool:
+    """More than ``max_parts`` multipart/message headers: too costly to hand to the parser."""
+    return any(count > max_parts for count, _ in enumerate(_CONTAINER_HEADER.finditer(message), 1))
+
+
 def check_patient_attachments(
     message: bytes, *, max_parts: int = 200, max_depth: int = 20
 ) -> list[AttachmentProblem]:
     """The problems that make ``message`` unacceptable from a patient; empty when acceptable."""
-    for count, _ in enumerate(_CONTAINER_HEADER.finditer(message), 1):
-        if count > max_parts:
-            return [AttachmentProblem(0, "", None, TOO_MANY_PARTS)]
+    if too_many_containers(message, max_parts):
+        return [AttachmentProblem(0, "", None, TOO_MANY_PARTS)]
     try:
         root = BytesParser(policy=compat32).parsebytes(message)
     except RecursionError:

@@ -175,7 +175,7 @@ def _text(value: str) -> str:
     return _SPACES.sub(" ", _CONTROLS.sub(" ", value)).strip()
 
 
-def xdm_subject(title: str, family: str, given: str, birth_date: date) -> str:
+def xdm_subject(title: str, family: str, given: str, birth_date: date | None) -> str:
     """``XDM/1.0/DDM+<title> <FAMILY> <given> <DD/MM/YYYY>`` (Y-XDM-1, Réf #2 form).
 
     The family name is upper-cased as in the ANS example; the title is at most
@@ -185,5 +185,6 @@ def xdm_subject(title: str, family: str, given: str, birth_date: date) -> str:
     clean_title = _text(title)
     if len(clean_title) > _MAX_TITLE:
         raise ValueError(f"document title over {_MAX_TITLE} characters")
-    parts = [clean_title, _text(family).upper(), _text(given), birth_date.strftime("%d/%m/%Y")]
+    born = birth_date.strftime("%d/%m/%Y") if birth_date is not None else ""
+    parts = [clean_title, _text(family).upper(), _text(given), born]
     return f"{XDM_SUBJECT_MARKER}+" + " ".join(p for p in parts if p)

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Final
 
 __all__ = [
+    "DMP_NOTICE_SUBJECT",
     "FROM_NAME",
     "MDN_SUBJECT",
     "NOTIFICATION_SUBJECT",
@@ -32,6 +33,7 @@ __all__ = [
     "bilingual",
     "date_en",
     "date_fr",
+    "dmp_notice_text",
     "mdn_text",
     "notification_text",
     "return_subject",
@@ -96,6 +98,10 @@ TEST_ACK_SUBJECT: Final = "Accusé de réception de votre message de test / Test
 NOTIFICATION_SUBJECT: Final = (
     "Nouveau message dans votre messagerie Mon espace santé"
     " / New message in your Mon espace santé messaging"
+)
+DMP_NOTICE_SUBJECT: Final = (
+    "Nouveau document dans votre dossier médical Mon espace santé"
+    " / New document in your Mon espace santé health record"
 )
 
 # Return bodies: {date} is when we received the message, {recipient} whom it
@@ -333,6 +339,38 @@ def notification_text(*, url: str) -> str:
         "You have a new message in your Mon espace santé messaging.",
         "To read it, log in to Mon espace santé:",
         url,
+        "",
+        _AUTOMATIC_EN,
+        FROM_NAME,
+    ]
+    return bilingual(fr, en)
+
+
+def dmp_notice_text() -> str:
+    """The generic Y-5 notice: a document was added to the patient's record, nothing more.
+
+    No parameter at all: never the document's title, type, author or date,
+    never the patient's identity. It is sent one month after the deposit of a
+    document still invisible to the patient (or together with its automatic
+    reveal after three months), so it promises the document for later
+    without saying when, and does not say why it was held back.
+    """
+    fr = [
+        "Bonjour,",
+        "",
+        "Un nouveau document a été ajouté à votre dossier médical Mon espace santé.",
+        "Vous pourrez le consulter dans votre dossier en vous connectant à Mon espace santé.",
+        "Pour toute question, adressez-vous au professionnel de santé qui vous suit.",
+        "",
+        _AUTOMATIC_FR,
+        FROM_NAME,
+    ]
+    en = [
+        "Hello,",
+        "",
+        "A new document has been added to your Mon espace santé health record.",
+        "You will be able to read it in your record by logging in to Mon espace santé.",
+        "For any question, please ask the health professional who follows you.",
         "",
         _AUTOMATIC_EN,
         FROM_NAME,

@@ -1,4 +1,4 @@
-"""MSS-C automatic messages as bytes: returns, read receipts, test answer, notification.
+"""MSS-C automatic messages as bytes: returns, read receipts, test answer, notices.
 
 Pure and sans-IO, deterministic given their arguments, CRLF lines, 7-bit
 (French text travels quoted-printable). Policies decide *whether* to send;
@@ -20,6 +20,7 @@ from email.parser import HeaderParser
 from email.utils import parsedate_to_datetime
 
 from policies.texts import (
+    DMP_NOTICE_SUBJECT,
     FROM_NAME,
     MDN_SUBJECT,
     NOTIFICATION_SUBJECT,
@@ -27,6 +28,7 @@ from policies.texts import (
     TEST_ACK_SUBJECT,
     ReturnKind,
     acknowledgement_text,
+    dmp_notice_text,
     mdn_text,
     notification_text,
     return_subject,
@@ -55,6 +57,7 @@ from smtp.dsn import (
 __all__ = [
     "MDN_DISPOSITION",
     "build_auto_return",
+    "build_dmp_notice",
     "build_mdn",
     "build_notification",
     "build_test_ack",
@@ -289,3 +292,21 @@ def build_notification(
         auto_submitted="auto-generated",
     )
     return _text_message(head, notification_text(url=link))
+
+
+def build_dmp_notice(*, from_address: str, to: str, now: datetime, message_id: str) -> bytes:
+    """The generic Y-5 notice to a patient's MSS-C mailbox: a document was added to
+    their record (see :func:`policies.texts.dmp_notice_text`).
+
+    Fixed subject and text: nothing about the document or the patient reaches it.
+    """
+    head = _top_headers(
+        from_=_from_header(FROM_NAME, from_address),
+        to=to,
+        subject=DMP_NOTICE_SUBJECT,
+        now=now,
+        message_id=_message_id(message_id, "build_dmp_notice"),
+        in_reply_to=None,
+        auto_submitted="auto-generated",
+    )
+    return _text_message(head, dmp_notice_text())

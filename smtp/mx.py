@@ -143,7 +143,12 @@ class MxPolicy:
         if isinstance(found, Remote):
             return relay
         if isinstance(found, Bridge):
-            return Reply(550, "5.3.3", "The envoi-en-Y bridge is not available on this node")
+            # Its clients are mailboxes of this node: they submit, they never arrive by MX.
+            return Reply(
+                550,
+                "5.7.1",
+                "The envoi-en-Y bridge takes documents by authenticated submission only",
+            )
         assert isinstance(found, LocalMailbox | PatientMailbox | Responder)
         too_big = self.endpoint.caps.refuse_declared(event.address, session.mail)
         if too_big is not None:

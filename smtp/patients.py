@@ -19,7 +19,6 @@ when a peer delivers the same original twice.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import secrets
 import threading
@@ -31,7 +30,7 @@ from email import message_from_bytes
 from email.policy import compat32
 from email.utils import formataddr, parseaddr
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection
 
 from annuaire import (
     TEST_RESPONDER,
@@ -49,7 +48,6 @@ from annuaire import (
     set_conversation,
 )
 from mssante.logs import pseudonym
-from mssante.schema import auto_replies
 from mssante.store import BlobRef, BlobStore
 from policies import (
     REPLY_MARKER,
@@ -77,7 +75,7 @@ from smtp.accept import (
     read_header_block,
 )
 from smtp.autoreply import build_auto_return, build_notification, build_test_ack
-from smtp.queue import Work, append_delivery, enqueue_generated
+from smtp.queue import Work, append_delivery, enqueue_generated, first_time
 
 __all__ = [
     "NOTIFICATION_ORIGIN",
@@ -320,17 +318,6 @@ class PatientDesk:
 
         return self.store.put(chunks())
 
-    def _once(self, conn: Connection, kind: str, work: Work, queue_id: str, now: datetime) -> bool:
-        """Record the automatic message; False when this original already had one of this kind."""
-        basis = work.message.received_sha256 or work.message.queue_id
-        key = hashlib.sha256(f"{kind}/{basis}/{address_key(work.recipient)}".encode()).hexdigest()
-        if conn.execute(select(auto_replies.c.key).where(auto_replies.c.key == key)).first():
-            return False
-        conn.execute(
-            insert(auto_replies).values(key=key, kind=kind, queue_id=queue_id, created_at=now)
-        )
-        return True
-
     def _enqueue_auto(
         self,
         conn: Connection,
@@ -341,7 +328,7 @@ class PatientDesk:
         now: datetime,
     ) -> None:
         queue_id = f"{work.message.queue_id}M{secrets.token_hex(3).upper()}"
-        if not self._once(conn, kind, work, queue_id, now):
+        if not first_time(conn, kind, work, queue_id, now):
             log.info(
                 "automatic message already sent",
                 extra={"fields": {"queue_id": work.message.queue_id, "kind": kind}},

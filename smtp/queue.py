@@ -25,7 +25,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 from annuaire import address_key, normalise_domain, split_address
 from mssante import index
 from mssante.db import Database
-from mssante.schema import queue_messages, queue_recipients
+from mssante.schema import auto_replies, queue_messages, queue_recipients
 from mssante.store import BlobRef, BlobStore
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "enqueue",
     "enqueue_generated",
     "finish",
+    "first_time",
     "list_entries",
     "new_queue_id",
     "next_attempt",
@@ -204,6 +205,21 @@ def enqueue_generated(
     envelope = Envelope(sender="", recipients=(NewRecipient(to),), origin=origin, client=client)
     enqueue(conn, blob, envelope, now=now, max_age=max_age, queue_id=queue_id)
     return blob
+
+
+def first_time(conn: Connection, kind: str, work: Work, queue_id: str, now: datetime) -> bool:
+    """Record that ``work``'s message got its ``kind`` answer (``queue_id``); False if it had one.
+
+    Keyed on the message as received and the recipient, like the delivery
+    key: a peer that delivers the same original twice, or two nodes racing on
+    it, still produce one return, one MDN, one bridge integration.
+    """
+    basis = work.message.received_sha256 or work.message.queue_id
+    key = hashlib.sha256(f"{kind}/{basis}/{address_key(work.recipient)}".encode()).hexdigest()
+    if conn.execute(select(auto_replies.c.key).where(auto_replies.c.key == key)).first():
+        return False
+    conn.execute(insert(auto_replies).values(key=key, kind=kind, queue_id=queue_id, created_at=now))
+    return True
 
 
 def append_delivery(

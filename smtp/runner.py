@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Connection
 
@@ -60,6 +60,9 @@ from smtp.queue import (
     next_attempt,
     stats,
 )
+
+if TYPE_CHECKING:
+    from cda.bridge import BridgeDesk
 
 __all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
 
@@ -113,6 +116,7 @@ class QueueRunner:
         on_appended: Callable[[int], None] | None = None,
         patients: PatientDesk | None = None,
         deliver_notification: DeliverTo | None = None,
+        bridge: BridgeDesk | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -126,6 +130,8 @@ class QueueRunner:
         self.patients = patients
         #: The notification smarthost (MSSC-NOTIF-1); None: notifications are not configured.
         self.deliver_notification = deliver_notification
+        #: The envoi-en-Y bridge (Y-2); None: the bridge address is refused (5.3.3).
+        self.bridge = bridge
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._wake = asyncio.Event()
@@ -277,8 +283,11 @@ class QueueRunner:
 
     def _append_local(self, work: Work) -> Outcome | None:
         """Append to INBOX and finish the row in one transaction; None when done."""
-        desk = self.patients
+        desk, bridge = self.patients, self.bridge
         staged = desk.stage(work) if desk is not None and desk.concerns(work.recipient) else None
+        for_bridge = (
+            bridge.stage(work) if bridge is not None and bridge.concerns(work.recipient) else None
+        )
         now = self.clock.now()
         with self.db.transaction() as conn:
             # Routed again inside the transaction that appends: a BAL removed since
@@ -286,14 +295,22 @@ class QueueRunner:
             found = route(conn, work.recipient, self.routing)
             if isinstance(found, Refused):
                 return Outcome("permanent", found.status, found.reason, code=found.code)
-            if isinstance(found, Bridge):
+            if isinstance(found, Bridge) and (bridge is None or for_bridge is None):
                 return Outcome(
                     "permanent", "5.3.3", "The envoi-en-Y bridge is not available on this node"
                 )
             if isinstance(found, Remote):
                 return Outcome("temporary", "4.4.0", "the recipient moved to another operator")
             appended_to: int | None
-            if isinstance(found, LocalMailbox):
+            if isinstance(found, Bridge):
+                assert bridge is not None and for_bridge is not None
+                if not bridge.allowed(conn, work.message.sender):
+                    return Outcome(
+                        "permanent", "5.7.1", "Only the bridge's client mailboxes may send to it"
+                    )
+                appended_to = None
+                bridge.integrate(conn, work, for_bridge, now)
+            elif isinstance(found, LocalMailbox):
                 appended_to = append_delivery(conn, work, found.address, work.message.blob, now=now)
             elif desk is None or staged is None:
                 return Outcome("permanent", "5.3.3", "This node does not serve patient spaces")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from annuaire import RoutingContext, dn_from_x509, pair_matches
+from annuaire import RoutingContext, address_key, dn_from_x509, pair_matches
+from cda.bridge import BridgeDesk, BridgeSettings
 from certs.formatting import format_name
 from mssante.authn import Authenticator
 from mssante.config import Config, ListenerConfig
@@ -135,6 +136,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         on_appended=runtime.mailbox_events.publish,
         patients=desk,
         deliver_notification=_notification_sender(config),
+        bridge=_bridge_desk(runtime, routing),
     )
     receipts = ReadReceipts(
         db=db,
@@ -187,6 +189,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
             name=name,
             implicit_tls=implicit,
             auth=auth,
+            bridge_clients=frozenset(address_key(a) for a in config.dmp.bridge_clients),
         )
         services.append(_listener(name, listener, policy, context, runtime))
     return services
@@ -262,4 +265,24 @@ def _listener(
         handle,
         metrics=runtime.metrics,
         ssl_context=policy.server_context() if policy.implicit_tls else None,
+    )
+
+
+def _bridge_desk(runtime: Runtime, routing: RoutingContext) -> BridgeDesk | None:
+    """The envoi-en-Y bridge (Y-2) when ``node.bridge_address`` is set."""
+    config = runtime.config
+    if not config.node.bridge_address:
+        return None
+    return BridgeDesk(
+        BridgeSettings(
+            address=config.node.bridge_address,
+            hostname=config.hostname,
+            patient_domain=routing.patient_domain,
+            clients=frozenset(address_key(a) for a in config.dmp.bridge_clients),
+            w_mode=config.dmp.w_mode,
+            patient_replies=config.dmp.patient_replies,
+            test_mode=config.dmp.test_ins,
+            max_age=timedelta(seconds=config.queue.max_age_seconds),
+        ),
+        store=runtime.store,
     )

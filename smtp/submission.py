@@ -21,7 +21,16 @@ import ssl
 from email.message import Message
 from email.utils import format_datetime, formataddr, getaddresses
 
-from annuaire import Bridge, InsError, Refused, get_patient, parse_patient_address
+from annuaire import (
+    Bridge,
+    InsError,
+    Refused,
+    address_key,
+    get_bal,
+    get_patient,
+    parse_patient_address,
+)
+from cda.bridge import BRIDGE_CLIENT_TYPES
 from mssante import sasl
 from mssante.authn import Attempt, Authenticator, Refusal
 from policies import patient_display_name
@@ -44,8 +53,11 @@ class SubmissionPolicy:
         name: str,
         implicit_tls: bool,
         auth: Authenticator,
+        bridge_clients: frozenset[str] = frozenset(),
     ) -> None:
         self.endpoint = endpoint
+        #: Address keys of the mailboxes that may send to the envoi-en-Y bridge (Y-2).
+        self.bridge_clients = bridge_clients
         self.name = name
         self.implicit_tls = implicit_tls
         self.normalise_bare_lf = True  # mail clients mean CRLF when they send LF
@@ -160,6 +172,13 @@ class SubmissionPolicy:
             patient = get_patient(conn, ins)
         return formataddr((patient_display_name(patient) or "", identity), charset="utf-8")
 
+    def _bridge_client(self, sender: str) -> bool:
+        if not sender or address_key(sender) not in self.bridge_clients:
+            return False
+        with self.auth.db.read() as conn:
+            bal = get_bal(conn, sender)
+        return bal is not None and bal.bal_type in BRIDGE_CLIENT_TYPES
+
     def _owns(self, session: Session, address: str) -> bool:
         assert session.identity is not None
         return self.auth.owns(session.identity, address)
@@ -168,8 +187,12 @@ class SubmissionPolicy:
         found = await self.endpoint.route(session.context.db, event.address)
         if isinstance(found, Refused):
             return Reply(found.code, found.status, found.reason)
-        if isinstance(found, Bridge):
-            return Reply(550, "5.3.3", "The envoi-en-Y bridge is not available on this node")
+        if isinstance(found, Bridge) and not await asyncio.to_thread(
+            self._bridge_client, session.mail.address if session.mail else ""
+        ):
+            return Reply(
+                550, "5.7.1", "Only the bridge's client mailboxes (APP or ORG) may send to it"
+            )
         too_big = self.endpoint.caps.refuse_declared(event.address, session.mail)
         if too_big is not None:
             return too_big

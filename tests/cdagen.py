@@ -8,6 +8,7 @@ the element or attribute out.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from lxml.builder import ElementMaker  # type: ignore[import-untyped]
 
 from annuaire.ins import ins_key
+from cda.build import XdmDocument, build_xdm
 from cda.codes import (
     CDA_TYPE_ID_EXTENSION,
     CDA_TYPE_ID_ROOT,
@@ -27,6 +29,8 @@ from cda.codes import (
     TEMPLATE_CISIS_HEADER,
     TEMPLATE_HL7_FRANCE,
     TEMPLATE_XDS_SD,
+    VISIBILITY_OID,
+    Code,
 )
 
 INS_BODY = "1800575123456"
@@ -189,3 +193,43 @@ def _record_target(add: Any, doc: Any, p: dict[str, Any]) -> None:
     if p["birth_place"] is not None:
         county = add(add(add(add(patient, "birthplace"), "place"), "addr"), "county")
         county.text = p["birth_place"]
+
+
+def xdm_document(
+    cda: bytes,
+    *,
+    unique_id: str,
+    flags: Sequence[str] = (),
+    type_code: str = "11490-0",
+    ins: str = INS,
+    ins_oid: str = INS_NIR,
+    title: str = "Lettre de liaison de sortie",
+) -> XdmDocument:
+    """The DocumentEntry metadata that goes with ``cda`` (the CDA's own values by default)."""
+    return XdmDocument(
+        data=cda,
+        unique_id=unique_id,
+        title=title,
+        type_code=Code(type_code, LOINC_OID, "Lettre de liaison"),
+        class_code=Code("10", "1.2.250.1.213.1.1.4.1", "Compte rendu"),
+        format_code=Code("urn:ihe:iti:xds-sd:pdf:2008", "1.3.6.1.4.1.19376.1.2.3"),
+        confidentiality=(
+            Code("N", CONFIDENTIALITY_OID, "Normal"),
+            *(Code(flag, VISIBILITY_OID) for flag in flags),
+        ),
+        patient_ins=ins,
+        ins_oid=ins_oid,
+        creation_time="20240104150527",
+    )
+
+
+def xdm_package(*documents: XdmDocument, intended: Sequence[str] = ()) -> bytes:
+    """An IHE_XDM.ZIP of ``documents``, ``intended`` being the recipients' addresses."""
+    return build_xdm(
+        list(documents),
+        submission_unique_id="1.2.250.1.999.2."
+        + str(int(hashlib.sha256(documents[0].unique_id.encode()).hexdigest()[:8], 16)),
+        source_id="1.2.250.1.999.3",
+        submission_time="20240104150600",
+        intended_recipients=[f"^^Internet^{address}" for address in intended],
+    )
