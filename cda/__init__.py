@@ -1,12 +1,14 @@
 """CDA R2 / IHE XDM and the envoi-en-Y bridge.
 
-Built so far: safe reading (``read_xdm``) and building (``build_xdm``) of IHE
-XDM packages, the CDA R2 header parser (``parse_cda``), all through one XML
-parser without entities, DTDs or network, every problem reported as a
-:class:`Finding`; and the DMP-like document store (``cda.store``: deposit with
-versions, visibility, opposition, timers, audit trail). Coming with the rest
-of the Y bridge issue: the bridge that deposits documents and fans them out by
-MSSanté, its acknowledgements, the CLI and HTTP views.
+Safe reading (``read_xdm``) and building (``build_xdm``) of IHE XDM packages
+and the CDA R2 header parser (``parse_cda``), all through one XML parser
+without entities, DTDs or network, every problem reported as a
+:class:`Finding`; the DMP-like document store (``cda.store``: deposit with
+versions, visibility, opposition, timers, audit trail); the bridge that the
+queue runner hands the bridge address's mail to (``cda.intake`` checks,
+``cda.forward`` writes the forwards, ``cda.bridge`` runs it, ``cda.ack``
+acknowledges); the Y-5 timer service (``cda.timers``) and the HTTPS view
+(``cda.api``). See docs/dmp.md.
 """
 
 from cda.build import XdmDocument, build_xdm

@@ -328,6 +328,7 @@ class BridgeDesk:
             author=address_key(work.message.sender),
             now=now,
             test_mode=self.settings.test_mode,
+            may_replace=lambda previous: same_organisation(conn, work.message.sender, previous),
         )
         opposed = result.kind == "refused" and dmp.is_opposed(conn, document.header.patient.ins)
         outcome = DocumentOutcome(
@@ -345,6 +346,27 @@ class BridgeDesk:
         enqueue(
             conn, fw.blob, envelope, now=now, max_age=self.settings.max_age, queue_id=fw.queue_id
         )
+
+
+def same_organisation(conn: Connection, sender: str, previous: str) -> bool:
+    """Y-ACK-1 901: may ``sender`` replace a version ``previous`` deposited?
+
+    Yes when it is the same mailbox, or when both are hosted mailboxes of the
+    same facility (FINESS, SIRET or SIREN): the hospital's DPI and its
+    secretariat may correct each other's documents, another hospital may not.
+    """
+    try:
+        if address_key(sender) == address_key(previous):
+            return True
+    except ValueError:
+        return False
+    mine, theirs = get_bal(conn, sender), get_bal(conn, previous)
+    if mine is None or theirs is None or not mine.facility_id:
+        return False
+    return (mine.facility_id_type, mine.facility_id) == (
+        theirs.facility_id_type,
+        theirs.facility_id,
+    )
 
 
 def _with_problem(staged: Staged, problem: Finding) -> Staged:

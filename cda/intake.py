@@ -32,6 +32,7 @@ from cda.document import CdaHeader, parse_cda
 from cda.findings import Finding, Invalid
 from cda.xdm import DocumentEntry, XdmLimits, read_xdm
 from policies.attachments import too_many_containers
+from policies.envoi_y import forwarded_headers
 
 __all__ = [
     "MAX_PACKAGES",
@@ -229,6 +230,12 @@ def _document(
         return refused(exc.findings)
     visibility, bad_codes = _visibility(entry)
     findings = cross_check(entry, header) + bad_codes
+    try:  # the type code goes into X-MSS-CODECDA: nothing may shape a header line
+        forwarded_headers([header.code.code], True, False, False)
+    except ValueError:
+        findings.append(
+            Finding("ClinicalDocument/code/@code", "a plain type code", repr(header.code.code[:40]))
+        )
     if findings:
         return refused(findings)
     return CheckedDocument(entry.id, unique_id, header.title or title, data, header, visibility)

@@ -46,6 +46,7 @@ from mssante.schema import audit_log, dmp_documents, dmp_oppositions
 from mssante.store import BlobRef, BlobStore
 
 __all__ = [
+    "ACK_NOT_AUTHOR",
     "ACK_NOT_LATEST",
     "ACK_NO_INS",
     "ACK_OTHER",
@@ -68,6 +69,7 @@ __all__ = [
 
 #: Y-ACK-1 codes the store decides (902, 904, 905 belong to patient resolution).
 ACK_NOT_LATEST = 900  # replacing a version that is not the latest
+ACK_NOT_AUTHOR = 901  # replacing another author's (organisation's) document
 ACK_NO_INS = 903  # patient ids but no qualified INS
 ACK_OTHER = 906
 
@@ -248,8 +250,13 @@ def deposit(
     author: str,
     now: datetime,
     test_mode: bool = False,
+    may_replace: Callable[[str], bool] | None = None,
 ) -> DepositResult:
     """File the CDA ``data`` (whose parsed header is ``header``) in its patient's record.
+
+    ``may_replace`` is asked, with the ``author`` of the version a new one
+    would replace, whether this ``author`` may replace it (the same author or
+    their organisation, else 901); None lets anyone replace (the operator).
 
     ``author`` is who deposits it (idNatPS or the sending mailbox): the one
     professional who still sees it when it is masked. Refusals leave the
@@ -322,6 +329,15 @@ def deposit(
     replaced = _replacement_target(conn, header, ins)
     if isinstance(replaced, tuple):
         return refuse(*replaced)
+    if replaced is not None and may_replace is not None and not may_replace(replaced.author):
+        return refuse(
+            ACK_NOT_AUTHOR,
+            Finding(
+                "ClinicalDocument/setId",
+                "a new version from the author of the current one, or their organisation",
+                "another sender",
+            ),
+        )
 
     ref = store.put(data)
     document_id = int(

@@ -632,6 +632,16 @@ def load(data_dir: Path | str) -> Config:
     config = typing.cast(Config, _build(Config(), raw, file, ""))
     if not config.node.domain:
         raise ConfigError(file, "node.domain", "the mail domain this node hosts (required)")
+    bridge = config.node.bridge_address
+    if (
+        bridge
+        and bridge.rpartition("@")[2].encode("idna").decode().lower() not in config.local_domains
+    ):
+        raise ConfigError(
+            file, "node.bridge_address", "an address in node.domain or node.extra_domains"
+        )
+    if config.dmp.bridge_clients and not bridge:
+        raise ConfigError(file, "dmp.bridge_clients", "node.bridge_address set as well")
     return dataclasses.replace(config, data_dir=data_dir.resolve())
 
 

@@ -1,13 +1,10 @@
-"""SMTP for the MSSanté operator (being built with the SMTP issue).
+"""SMTP for the MSSanté operator.
 
-What will live here: the trust-space MX listener (port 25, mutual TLS with
-IGC-Santé certificates, whitelist checks), authenticated submission (587/465),
-the durable queue and its runner, the mTLS delivery client and the DSN/bounce
-builder.
-
-Built so far: :mod:`smtp.dsn`, RFC 3464 delivery status notifications
-(bilingual human part, machine part, returned headers or message) and the
-RFC 3461 NOTIFY/RET/xtext parameter parsing the server and the queue will use.
+The trust-space MX (mutual TLS with IGC-Santé certificates, whitelist checks),
+authenticated submission (587/465), the durable queue and its runner, the mTLS
+delivery client, DSNs, DKIM, and the MSS-C executors (``smtp.patients``,
+``smtp.mdn``, ``smtp.notify``). See docs/smtp.md. Exported here: the RFC 3461
+/ 3464 DSN helpers other packages use.
 """
 
 from smtp.dsn import (

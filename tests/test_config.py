@@ -94,6 +94,25 @@ BAD = [
         "patients.retention_days",
         "greater than or equal to 0",
     ),
+    (
+        "bridge outside our domains",
+        '[node]\ndomain = "d.test"\nbridge_address = "dmp@other.test"\n',
+        "node.bridge_address",
+        "node.domain or node.extra_domains",
+    ),
+    (
+        "bridge clients without a bridge",
+        '[node]\ndomain = "d.test"\n[dmp]\nbridge_clients = ["dpi@d.test"]\n',
+        "dmp.bridge_clients",
+        "node.bridge_address",
+    ),
+    (
+        "bad bridge client",
+        '[node]\ndomain = "d.test"\nbridge_address = "dmp@d.test"\n[dmp]\n'
+        'bridge_clients = ["not an address"]\n',
+        "dmp.bridge_clients",
+        "addresses local@domain",
+    ),
 ]
 
 

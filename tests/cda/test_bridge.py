@@ -30,7 +30,7 @@ from sqlalchemy import delete, select
 from annuaire.ins import ins_key
 from cda import store as dmp
 from cda.bridge import BridgeDesk
-from cda.codes import INS_C_LEGACY
+from cda.codes import INS_C_LEGACY, TRE_A05_OID
 from cda.xdm import XdmLimits
 from mssante import config as cfg
 from mssante.app import Runtime
@@ -45,6 +45,8 @@ from nodes import add_config, mssante, rpps
 
 BRIDGE = "dmp-bridge@a.test"
 DPI = "dpi@a.test"
+SECRETARIAT = "secretariat@a.test"  # an ORG mailbox of the same hospital (same FINESS)
+ELSEWHERE = "dpi-autre@a.test"  # another hospital's DPI, hosted here too
 DOCTOR = "dr.traitant@a.test"
 OTHER_PS = "cardio@b.test"
 PATIENT_DOMAIN = "patient.mssante.fr"
@@ -63,13 +65,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     add_config(
         data / cfg.CONFIG_NAME,
-        f'[node]\nbridge_address = "{BRIDGE}"\n[dmp]\nbridge_clients = ["{DPI}"]\n',
+        f'[node]\nbridge_address = "{BRIDGE}"\n[dmp]\n'
+        f'bridge_clients = ["{DPI}", "{SECRETARIAT}", "{ELSEWHERE}"]\n',
     )
     pw = work / "pw"
     pw.write_text("correct horse battery staple")
     for address, kind, ident in (
         (DPI, "APP", ["--finess", "750712184"]),
-        ("secretariat@a.test", "ORG", ["--finess", "750712184"]),
+        (SECRETARIAT, "ORG", ["--finess", "750712184"]),
+        (ELSEWHERE, "APP", ["--finess", "130783236"]),
         (DOCTOR, "PER", ["--rpps", rpps(1)]),
     ):
         args = ["bal", "add", address, "--type", kind, *ident, "--password-file", str(pw)]
@@ -84,7 +88,9 @@ class Bridge:
     clock: FakeClock
     n: int = 0
 
-    def send(self, *packages: bytes, sender: str = DPI, mdn: bool = False) -> str:
+    def send(
+        self, *packages: bytes, sender: str = DPI, mdn: bool = False, mdn_to: str | None = None
+    ) -> str:
         """Enqueue a message with ``packages`` attached, as submission would; its queue id."""
         self.n += 1
         message = EmailMessage(policy=SMTP)
@@ -93,7 +99,7 @@ class Bridge:
         message["Subject"] = "XDM/1.0/DDM+Lettre de liaison"
         message["Message-ID"] = f"<y{self.n}.{id(self)}@a.test>"
         if mdn:
-            message["Disposition-Notification-To"] = sender
+            message["Disposition-Notification-To"] = mdn_to or sender
         message.set_content("Documents joints.")
         for data in packages:
             message.add_attachment(
@@ -135,11 +141,14 @@ class Bridge:
         return out
 
     def ack(self) -> tuple[str, list[str], str | None]:
+        return self.ack_to(DPI)
+
+    def ack_to(self, sender: str) -> tuple[str, list[str], str | None]:
         """The one acknowledgement queued: (subject, French document lines, Disposition)."""
         acks = self.queued("bridge-ack")
         assert len(acks) == 1, [a[0] for a in acks]
         _, to, data = acks[0]
-        assert to == [DPI]
+        assert to == [sender]
         message = email.message_from_bytes(data)
         text, disposition = "", None
         for part in message.walk():
@@ -248,6 +257,14 @@ def test_a_valid_document_is_deposited_forwarded_and_acknowledged(bridge: Bridge
     assert {e[1][0] for e in bridge.queued("submission")} == set()
 
 
+def test_no_automatic_mdn_to_a_third_party(bridge: Bridge) -> None:
+    # RFC 8098 §2.1: the acknowledgement still goes to the sender, as a plain message.
+    bridge.send(package(24), mdn=True, mdn_to="someone.else@b.test")
+    bridge.run()
+    _, lines, disposition = bridge.ack()  # asserts it goes to the DPI mailbox
+    assert disposition is None and len(lines) == 1
+
+
 def test_two_packages_in_one_message_get_one_acknowledgement(bridge: Bridge) -> None:
     bridge.send(package(2), package(3, patient=2))
     bridge.run()
@@ -278,6 +295,26 @@ def test_replacement_by_version_and_by_rplc(bridge: Bridge) -> None:
     bridge.run()
     _, lines, _ = bridge.ack()
     assert "erreur 906" in lines[0]  # same id, other content
+
+
+def test_only_the_author_or_their_organisation_may_replace(bridge: Bridge) -> None:
+    bridge.send(package(26))
+    bridge.run()
+    bridge.clear_queue()
+    bridge.send(package(26, version=2), sender=ELSEWHERE)  # another hospital
+    bridge.run()
+    subject, lines, _ = bridge.ack_to(ELSEWHERE)
+    assert subject.startswith("[KO Intégration système !][901] ") and "erreur 901^" in lines[0]
+    assert bridge.forwards() == []
+    bridge.clear_queue()
+    bridge.send(package(26, version=2), sender=SECRETARIAT)  # the same hospital
+    bridge.run()
+    _, lines, _ = bridge.ack_to(SECRETARIAT)
+    assert "remplace la version précédente" in lines[0]
+    assert {r.unique_id: r.status for r in bridge.documents(ins(1))} == {
+        uid(26, 1): "superseded",
+        uid(26, 2): "current",
+    }
 
 
 def test_a_stale_version_is_refused_with_900(bridge: Bridge) -> None:
@@ -394,6 +431,17 @@ def test_metadata_with_another_type_code_is_refused(bridge: Bridge) -> None:
     bridge.run()
     _, lines, _ = bridge.ack()
     assert "typeCode" in lines[0] and "11502-2" in lines[0]
+
+
+def test_a_type_code_unfit_for_a_header_is_refused(bridge: Bridge) -> None:
+    bad = "IMG\r\nBcc: x@y"
+    bridge.send(
+        package(25, cda={"code": bad, "code_system": TRE_A05_OID}, entry={"type_code": bad})
+    )
+    bridge.run()
+    _, lines, _ = bridge.ack()
+    assert "erreur 906" in lines[0] and "code/@code" in lines[0]
+    assert bridge.forwards() == [] and bridge.documents(ins(1)) == []
 
 
 def _rezip(data: bytes, change: dict[str, bytes]) -> bytes:

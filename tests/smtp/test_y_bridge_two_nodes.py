@@ -1,4 +1,4 @@
-# covers: Y-1, Y-2, Y-4, Y-ACK-1, Y-FAN-1
+# covers: Y-1, Y-2, Y-4, Y-ACK-1, Y-FAN-1, Y-XDM-1
 """Envoi en Y end to end: two real nodes over mutual TLS, real clients.
 
 The hospital's DPI mailbox ``dpi@a.test`` submits one message carrying two
