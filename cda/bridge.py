@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import getaddresses, parseaddr
@@ -52,6 +53,7 @@ from cda.forward import build_forward
 from cda.intake import MAX_PACKAGES, CheckedDocument, Package, check_package, xdm_attachments
 from cda.xdm import XdmLimits
 from mssante.logs import pseudonym
+from mssante.metrics import Metrics
 from mssante.store import BlobRef, BlobStore
 from policies import fan_out, forwarded_headers, xdm_subject
 from smtp.accept import parse_headers, read_header_block
@@ -110,10 +112,22 @@ class Staged:
 class BridgeDesk:
     """Executes envoi-en-Y integrations for the queue runner (one per node)."""
 
-    def __init__(self, settings: BridgeSettings, *, store: BlobStore) -> None:
+    def __init__(
+        self, settings: BridgeSettings, *, store: BlobStore, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.key = address_key(settings.address)
+        self._documents = (metrics or Metrics()).counter(
+            "mssante_bridge_documents_total",
+            "Documents the envoi-en-Y bridge integrated, per outcome "
+            "(deposited, replaced, duplicate, refused).",
+        )
+
+    def committed(self, outcomes: Sequence[DocumentOutcome]) -> None:
+        """Count what an integration did, once its transaction has committed."""
+        for outcome in outcomes:
+            self._documents.inc(outcome=outcome.kind)
 
     def concerns(self, address: str) -> bool:
         try:
@@ -234,15 +248,17 @@ class BridgeDesk:
 
     # ------------------------------------------------------------------ in the transaction
 
-    def integrate(self, conn: Connection, work: Work, staged: Staged, now: datetime) -> bool:
-        """Deposit, forward, acknowledge; False when this message was integrated before."""
+    def integrate(
+        self, conn: Connection, work: Work, staged: Staged, now: datetime
+    ) -> list[DocumentOutcome]:
+        """Deposit, forward, acknowledge; the outcomes, none when integrated before."""
         ack_queue_id = f"{work.message.queue_id}YA"
         if not first_time(conn, _ONCE_KIND, work, ack_queue_id, now):
             log.info(
                 "bridge message already integrated",
                 extra={"fields": {"queue_id": work.message.queue_id}},
             )
-            return False
+            return []
         outcomes: list[DocumentOutcome] = []
         if staged.problem is not None:
             outcomes.append(DocumentOutcome("", "", "refused", 906, (staged.problem,)))
@@ -280,7 +296,7 @@ class BridgeDesk:
                 }
             },
         )
-        return True
+        return outcomes
 
     def _package(
         self, conn: Connection, work: Work, item: StagedPackage, now: datetime

@@ -62,6 +62,7 @@ from smtp.queue import (
 )
 
 if TYPE_CHECKING:
+    from cda.ack import DocumentOutcome
     from cda.bridge import BridgeDesk
 
 __all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
@@ -289,6 +290,7 @@ class QueueRunner:
             bridge.stage(work) if bridge is not None and bridge.concerns(work.recipient) else None
         )
         now = self.clock.now()
+        integrated: list[DocumentOutcome] = []
         with self.db.transaction() as conn:
             # Routed again inside the transaction that appends: a BAL removed since
             # the batch was split must not receive the message.
@@ -309,7 +311,7 @@ class QueueRunner:
                         "permanent", "5.7.1", "Only the bridge's client mailboxes may send to it"
                     )
                 appended_to = None
-                bridge.integrate(conn, work, for_bridge, now)
+                integrated = bridge.integrate(conn, work, for_bridge, now)
             elif isinstance(found, LocalMailbox):
                 appended_to = append_delivery(conn, work, found.address, work.message.blob, now=now)
             elif desk is None or staged is None:
@@ -324,6 +326,9 @@ class QueueRunner:
             if not finish(conn, work, owner=self.owner):
                 conn.rollback()  # another node owns the row now; it will deliver (idempotently)
                 return None
+        if integrated:
+            assert bridge is not None
+            bridge.committed(integrated)
         if appended_to is None:
             self._outcomes.inc(kind="answered")
             self.wake()  # the automatic message it queued

@@ -285,4 +285,5 @@ def _bridge_desk(runtime: Runtime, routing: RoutingContext) -> BridgeDesk | None
             max_age=timedelta(seconds=config.queue.max_age_seconds),
         ),
         store=runtime.store,
+        metrics=runtime.metrics,
     )

@@ -253,6 +253,9 @@ def test_a_valid_document_is_deposited_forwarded_and_acknowledged(bridge: Bridge
     assert zipped == package(1)  # the package as received
     [record] = bridge.documents(ins(1))
     assert (record.unique_id, record.status, record.author) == (uid(1), "current", DPI)
+    assert (
+        'mssante_bridge_documents_total{outcome="deposited"} 1' in bridge.runtime.metrics.render()
+    )
     # The bridge's row is done, and nothing else of the original stays queued.
     assert {e[1][0] for e in bridge.queued("submission")} == set()
 
@@ -468,20 +471,17 @@ def test_a_bad_hash_refuses_that_document_only(bridge: Bridge) -> None:
 
 
 def test_an_oversized_document_is_refused(bridge: Bridge) -> None:
-    desk = _desk(bridge)
+    cap = len(letter(16)) - 1  # the document is one byte over the cap
     bridge.runner.bridge = BridgeDesk(
-        replace(desk.settings, limits=XdmLimits(max_entry_size=4096)), store=bridge.runtime.store
+        replace(_desk(bridge).settings, limits=XdmLimits(max_entry_size=cap)),
+        store=bridge.runtime.store,
     )
-    bridge.send(package(16, cda={"title": "x" * 100}))
-    big = package(17, cda={"body": "structured"})
-    big = _rezip(big, {"IHE_XDM/SUBSET01/PADDING.BIN": bytes(range(256)) * 64})
-    bridge.send(big)
+    bridge.send(package(16))
     bridge.run()
-    acks = bridge.queued("bridge-ack")
-    assert len(acks) == 2
-    texts = [a[2] for a in acks]
-    assert all(b"906" in t for t in texts)
-    assert bridge.documents(ins(1)) == []
+    subject, lines, _ = bridge.ack()
+    assert "[906]" in subject and len(lines) == 1
+    assert "erreur 906" in lines[0] and f"attendu at most {cap} bytes" in lines[0]
+    assert bridge.documents(ins(1)) == [] and bridge.forwards() == []
 
 
 @pytest.mark.parametrize(
