@@ -59,7 +59,15 @@ from policies import fan_out, forwarded_headers, xdm_subject
 from smtp.accept import parse_headers, read_header_block
 from smtp.queue import Envelope, NewRecipient, Work, enqueue, enqueue_generated, first_time
 
-__all__ = ["BRIDGE_CLIENT_TYPES", "BridgeDesk", "BridgeSettings", "Forward", "Staged"]
+__all__ = [
+    "BRIDGE_CLIENT_TYPES",
+    "BridgeDesk",
+    "BridgeSettings",
+    "Forward",
+    "Staged",
+    "is_bridge_client",
+    "same_organisation",
+]
 
 log = logging.getLogger("mssante.bridge")
 
@@ -136,14 +144,7 @@ class BridgeDesk:
             return False
 
     def allowed(self, conn: Connection, sender: str) -> bool:
-        """Y-2: a listed client mailbox, hosted here, of an applicative type."""
-        if not sender:
-            return False
-        key = address_key(sender)
-        if key not in self.settings.clients:
-            return False
-        bal = get_bal(conn, key)
-        return bal is not None and bal.bal_type in BRIDGE_CLIENT_TYPES
+        return is_bridge_client(conn, self.settings.clients, sender)
 
     # ------------------------------------------------------------------ before the transaction
 
@@ -362,6 +363,18 @@ class BridgeDesk:
         enqueue(
             conn, fw.blob, envelope, now=now, max_age=self.settings.max_age, queue_id=fw.queue_id
         )
+
+
+def is_bridge_client(conn: Connection, clients: frozenset[str], sender: str) -> bool:
+    """Y-2: a listed client mailbox (address keys in ``clients``), hosted here, APP or ORG."""
+    try:
+        key = address_key(sender)
+    except ValueError:
+        return False
+    if key not in clients:
+        return False
+    bal = get_bal(conn, key)
+    return bal is not None and bal.bal_type in BRIDGE_CLIENT_TYPES
 
 
 def same_organisation(conn: Connection, sender: str, previous: str) -> bool:

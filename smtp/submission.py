@@ -21,16 +21,8 @@ import ssl
 from email.message import Message
 from email.utils import format_datetime, formataddr, getaddresses
 
-from annuaire import (
-    Bridge,
-    InsError,
-    Refused,
-    address_key,
-    get_bal,
-    get_patient,
-    parse_patient_address,
-)
-from cda.bridge import BRIDGE_CLIENT_TYPES
+from annuaire import Bridge, InsError, Refused, get_patient, parse_patient_address
+from cda.bridge import is_bridge_client
 from mssante import sasl
 from mssante.authn import Attempt, Authenticator, Refusal
 from policies import patient_display_name
@@ -173,11 +165,8 @@ class SubmissionPolicy:
         return formataddr((patient_display_name(patient) or "", identity), charset="utf-8")
 
     def _bridge_client(self, sender: str) -> bool:
-        if not sender or address_key(sender) not in self.bridge_clients:
-            return False
         with self.auth.db.read() as conn:
-            bal = get_bal(conn, sender)
-        return bal is not None and bal.bal_type in BRIDGE_CLIENT_TYPES
+            return is_bridge_client(conn, self.bridge_clients, sender)
 
     def _owns(self, session: Session, address: str) -> bool:
         assert session.identity is not None
