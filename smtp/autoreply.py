@@ -282,16 +282,9 @@ def build_notification(
     link = _clean(url, 500)
     if not link.startswith(("https://", "http://")) or any(c.isspace() for c in link):
         raise ValueError(f"notification url must be an http(s) address: {link!r}")
-    head = _top_headers(
-        from_=_from_header(FROM_NAME, from_address),
-        to=to,
-        subject=NOTIFICATION_SUBJECT,
-        now=now,
-        message_id=_message_id(message_id, "build_notification"),
-        in_reply_to=None,
-        auto_submitted="auto-generated",
+    return _generic_notice(
+        from_address, to, NOTIFICATION_SUBJECT, notification_text(url=link), now, message_id
     )
-    return _text_message(head, notification_text(url=link))
 
 
 def build_dmp_notice(*, from_address: str, to: str, now: datetime, message_id: str) -> bytes:
@@ -300,13 +293,20 @@ def build_dmp_notice(*, from_address: str, to: str, now: datetime, message_id: s
 
     Fixed subject and text: nothing about the document or the patient reaches it.
     """
+    return _generic_notice(from_address, to, DMP_NOTICE_SUBJECT, dmp_notice_text(), now, message_id)
+
+
+def _generic_notice(
+    from_address: str, to: str, subject: str, text: str, now: datetime, message_id: str
+) -> bytes:
+    """A fixed notice about nothing in particular: auto-generated, answering no message."""
     head = _top_headers(
         from_=_from_header(FROM_NAME, from_address),
         to=to,
-        subject=DMP_NOTICE_SUBJECT,
+        subject=subject,
         now=now,
-        message_id=_message_id(message_id, "build_dmp_notice"),
+        message_id=_message_id(message_id, "notice"),
         in_reply_to=None,
         auto_submitted="auto-generated",
     )
-    return _text_message(head, dmp_notice_text())
+    return _text_message(head, text)
