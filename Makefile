@@ -6,7 +6,7 @@ VENV   ?= .venv
 DATA   ?= ./data
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint typecheck pytest bench bench-imap clean
+.PHONY: serve test lint typecheck pytest bench bench-imap bench-smtp clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/annuaire_search.py
 	$(BIN)/python bench/imap_bench.py
+	$(BIN)/python bench/smtp_bench.py
+
+# SMTP durable acceptance against a throwaway Postfix (installed if absent).
+bench-smtp: $(VENV)/.installed-test
+	$(BIN)/python bench/smtp_bench.py
 
 # The IMAP server alone, on a 100,000-message mailbox (about two minutes).
 bench-imap: $(VENV)/.installed-test
