@@ -9,6 +9,7 @@ statements run on both.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,8 +50,14 @@ class SchemaStatus:
 class Database:
     """One engine and the three ways to use it: write, read, migrate."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, busy_timeout_ms: int = 10000) -> None:
         self.engine = engine
+        #: SQLite has one writer at a time. Writers of this process queue on this
+        #: lock instead of in SQLite's busy handler, which sleeps 1, 2, 5, 10… ms
+        #: between tries (SMTP acceptance at 20 sessions: p99 165 → 62 ms).
+        #: (Re-entrant: a nested write would fail in SQLite anyway, not hang here.)
+        self._writer = threading.RLock() if engine.dialect.name == "sqlite" else None
+        self._writer_timeout = busy_timeout_ms / 1000
 
     @classmethod
     def open(
@@ -67,12 +74,12 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed)
             _configure_sqlite(engine, busy_timeout_ms)
-        else:
-            engine = create_engine(
-                parsed, pool_size=pool_size, pool_pre_ping=True, max_overflow=pool_size
-            )
-            # Bulk inserts as multi-row INSERTs, not one pipelined statement per row.
-            engine.dialect.use_insertmanyvalues_wo_returning = True
+            return cls(engine, busy_timeout_ms)
+        engine = create_engine(
+            parsed, pool_size=pool_size, pool_pre_ping=True, max_overflow=pool_size
+        )
+        # Bulk inserts as multi-row INSERTs, not one pipelined statement per row.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
         return cls(engine)
 
     @property
@@ -82,10 +89,23 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on error."""
-        with self.engine.connect() as conn:
+        with self._write_turn(), self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """This process's turn to write (SQLite), given up after the busy timeout."""
+        if self._writer is None:
+            yield
+            return
+        if not self._writer.acquire(timeout=self._writer_timeout):
+            raise TimeoutError("database is locked: another write transaction is too long")
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     def run_transaction(self, work: Callable[[Connection], T], *, attempts: int = 3) -> T:
         """``work`` in a write transaction, run again when PostgreSQL aborted it as a
