@@ -6,7 +6,7 @@ VENV   ?= .venv
 DATA   ?= ./data
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint typecheck pytest bench bench-imap bench-smtp clean
+.PHONY: serve test lint typecheck pytest bench bench-imap bench-smtp bench-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/annuaire_search.py
 	$(BIN)/python bench/imap_bench.py
 	$(BIN)/python bench/smtp_bench.py
+	$(BIN)/python bench/memory_bench.py
+
+# Memory per idle IMAP connection against a throwaway Dovecot (installed if absent).
+bench-memory: $(VENV)/.installed-test
+	$(BIN)/python bench/memory_bench.py
 
 # SMTP durable acceptance against a throwaway Postfix (installed if absent).
 bench-smtp: $(VENV)/.installed-test

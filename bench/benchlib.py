@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -66,3 +67,12 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+def mssante(*args: str) -> str:
+    made = subprocess.run(
+        [sys.executable, "-m", "mssante", *args], capture_output=True, text=True, timeout=300
+    )
+    if made.returncode != 0:
+        raise RuntimeError(f"mssante {shlex.join(args)}: {made.stderr}")
+    return made.stdout

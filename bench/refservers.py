@@ -688,6 +688,10 @@ service imap-login {{
             raise
         return self
 
+    def pids(self) -> list[int]:
+        """Every process of the instance (the master's session): for memory figures."""
+        return _session_members(self._master_pid) if self._master_pid is not None else []
+
     def stop(self) -> None:
         """Stop the master and its children, then remove the instance directory."""
         if self.base is None:

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import shlex
 import ssl
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from mssante import config as cfg
 from mssante.app import Runtime
 from mssante.schema import queue_messages
 
-from benchlib import Server, work_dir
+from benchlib import Server, mssante, work_dir
 from compare import Figures, alternate, machine, markdown, summarise, write_section
 from refservers import free_port
 from smtp_load import Target, load
@@ -51,15 +50,6 @@ from smtp_load import Target, load
 PASSWORD = "bench password 0123456789"
 SENDER = "bench@a.test"
 RECIPIENT = "sink@b.test"
-
-
-def mssante(*args: str) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "mssante", *args], capture_output=True, text=True, timeout=300
-    )
-    if made.returncode != 0:
-        raise RuntimeError(f"mssante {shlex.join(args)}: {made.stderr}")
-    return made.stdout
 
 
 def _offset() -> int:
