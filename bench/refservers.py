@@ -441,21 +441,9 @@ class PostfixInstance:
 
     def stop(self) -> None:
         """Stop the master and all its children, then remove the instance directory."""
-        if self.base is None:
-            return
-        sid = self._master_pid
-        if sid is not None and _pid_alive(sid):
-            subprocess.run(
-                [POSTFIX, "-c", str(self.config_dir), "stop"], capture_output=True, check=False
-            )
-            try:
-                _wait(lambda: not _pid_alive(sid), 15, "postfix master to exit")
-            except RuntimeError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(sid, signal.SIGKILL)
-        if sid is not None:  # its children exit with it; none should outlive it
-            _wait(lambda: not _session_members(sid), 10, "postfix processes to exit")
-        shutil.rmtree(self.base, ignore_errors=True)
+        if self.base is not None:
+            _stop_master(self._master_pid, [POSTFIX, "-c", str(self.config_dir), "stop"], "postfix")
+            shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
         self._master_pid = None
 
@@ -488,6 +476,21 @@ class PostfixInstance:
             return self.log_file.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def _stop_master(sid: int | None, stop: list[str], name: str) -> None:
+    """Ask a daemon's master to stop (``stop``), kill its session if it does not, and
+    wait until none of its processes is left (they all share the master's session)."""
+    if sid is None:
+        return
+    if _pid_alive(sid):
+        subprocess.run(stop, capture_output=True, check=False)
+        try:
+            _wait(lambda: not _pid_alive(sid), 15, f"{name} master to exit")
+        except RuntimeError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sid, signal.SIGKILL)
+    _wait(lambda: not _session_members(sid), 10, f"{name} processes to exit")
 
 
 def _session_members(sid: int) -> list[int]:
@@ -694,21 +697,11 @@ service imap-login {{
 
     def stop(self) -> None:
         """Stop the master and its children, then remove the instance directory."""
-        if self.base is None:
-            return
-        sid = self._master_pid
-        if sid is not None and _pid_alive(sid):
-            subprocess.run(
-                [DOVEADM, "-c", str(self.config_file), "stop"], capture_output=True, check=False
+        if self.base is not None:
+            _stop_master(
+                self._master_pid, [DOVEADM, "-c", str(self.config_file), "stop"], "dovecot"
             )
-            try:
-                _wait(lambda: not _pid_alive(sid), 15, "dovecot master to exit")
-            except RuntimeError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(sid, signal.SIGKILL)
-        if sid is not None:
-            _wait(lambda: not _session_members(sid), 10, "dovecot processes to exit")
-        shutil.rmtree(self.base, ignore_errors=True)
+            shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
         self._master_pid = None
 
