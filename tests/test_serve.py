@@ -1,5 +1,6 @@
 """`mssante init --demo` then `mssante serve` as real processes on real sockets."""
 
+import re
 import signal
 import socket
 import ssl
@@ -86,6 +87,7 @@ def test_in_flight_sessions_get_the_grace_period_then_are_cut(tmp_path, start_no
     idle = socket.create_connection(("127.0.0.1", config.listeners.http.port))
     try:
         idle.sendall(b"GET /hea")  # a request that never completes
+        _wait_open_http_sessions(config.listeners.http.port, 2)  # it, and the /metrics probe
         started = time.monotonic()
         code = node.stop(signal.SIGINT)
         elapsed = time.monotonic() - started
@@ -94,6 +96,19 @@ def test_in_flight_sessions_get_the_grace_period_then_are_cut(tmp_path, start_no
     assert code == 0
     assert 1.5 <= elapsed < 8, elapsed  # waited for the session, then cancelled it
     assert any("cancelled at the end of the grace period" in line for line in node.lines)
+
+
+def _wait_open_http_sessions(port: int, count: int, timeout: float = 10.0) -> None:
+    """Until the node has accepted ``count`` HTTP connections (a signal sent before
+    it accepted the idle one would find no session in flight)."""
+    pattern = re.compile(r'^mssante_connections_open\{listener="http"\} (\d+)', re.M)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = pattern.search(http_get(port, "/metrics")[1])
+        if found and int(found.group(1)) >= count:
+            return
+        time.sleep(0.05)  # waiting for another process, not timing a behaviour
+    raise AssertionError("the node never accepted the idle connection")
 
 
 @pytest.mark.slow
