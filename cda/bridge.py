@@ -113,8 +113,7 @@ class Staged:
     head: bytes
     packages: tuple[StagedPackage, ...]
     problem: Finding | None  # the message itself carries nothing to integrate
-    ack_to: str
-    as_mdn: bool
+    as_mdn: bool  # the sender asked for an MDN (to itself: the ack always goes to the sender)
 
 
 class BridgeDesk:
@@ -151,8 +150,8 @@ class BridgeDesk:
     def stage(self, work: Work) -> Staged:
         blob = work.message.blob
         head = read_header_block(self.store, blob.sha256)
-        ack_to, as_mdn = self._ack_address(work.message.sender, head)
-        base = Staged(head, (), None, ack_to, as_mdn)
+        as_mdn = _asks_mdn(work.message.sender, head)
+        base = Staged(head, (), None, as_mdn)
         try:
             attachments = xdm_attachments(self.store.read(blob.sha256))
         except Invalid as exc:
@@ -171,22 +170,7 @@ class BridgeDesk:
                 name, data, limits=self.settings.limits, test_mode=self.settings.test_mode
             )
             staged.append(StagedPackage(package, self._forwards(work, number, package, head)))
-        return Staged(head, tuple(staged), None, ack_to, as_mdn)
-
-    @staticmethod
-    def _ack_address(sender: str, head: bytes) -> tuple[str, bool]:
-        """The acknowledgement goes to the sender; as an MDN when it asked for one.
-
-        RFC 8098 §2.1: no automatic MDN to a Disposition-Notification-To other
-        than the return path; then the sender gets the plain acknowledgement.
-        """
-        asked = parse_headers(head).get_all("Disposition-Notification-To") or []
-        addresses = [a for _, a in getaddresses([str(v) for v in asked]) if a]
-        try:
-            same = len(addresses) == 1 and address_key(addresses[0]) == address_key(sender)
-        except ValueError:
-            same = False
-        return sender, same
+        return Staged(head, tuple(staged), None, as_mdn)
 
     def _forwards(
         self, work: Work, number: int, package: Package, head: bytes
@@ -269,7 +253,7 @@ class BridgeDesk:
             outcomes=outcomes,
             original_headers=staged.head,
             bridge_address=self.settings.address,
-            to=staged.ack_to,
+            to=work.message.sender,
             as_mdn=staged.as_mdn,
             reporting_ua=self.settings.hostname,
             now=now,
@@ -279,7 +263,7 @@ class BridgeDesk:
             conn,
             self.store,
             data,
-            to=staged.ack_to,
+            to=work.message.sender,
             origin=ACK_ORIGIN,
             client=self.settings.hostname,
             now=now,
@@ -398,8 +382,22 @@ def same_organisation(conn: Connection, sender: str, previous: str) -> bool:
     )
 
 
+def _asks_mdn(sender: str, head: bytes) -> bool:
+    """The sender asked for an MDN with ``Disposition-Notification-To``, to itself.
+
+    RFC 8098 §2.1: no automatic MDN to an address other than the return path;
+    then the sender gets the plain acknowledgement.
+    """
+    asked = parse_headers(head).get_all("Disposition-Notification-To") or []
+    addresses = [a for _, a in getaddresses([str(v) for v in asked]) if a]
+    try:
+        return len(addresses) == 1 and address_key(addresses[0]) == address_key(sender)
+    except ValueError:
+        return False
+
+
 def _with_problem(staged: Staged, problem: Finding) -> Staged:
-    return Staged(staged.head, (), problem, staged.ack_to, staged.as_mdn)
+    return Staged(staged.head, (), problem, staged.as_mdn)
 
 
 def _subject(title: str, patient: Patient) -> str:
