@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from benchlib import work_dir
 
@@ -270,7 +271,28 @@ PARK_HOLD = "hold"
 PARK_DEFER = "defer"
 
 
-class PostfixInstance:
+class _Daemon:
+    """``with`` starts the instance and stops it (nothing left running) on the way out."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class PostfixInstance(_Daemon):
     """A private Postfix (its own config_directory, queue and log) accepting mail on 127.0.0.1.
 
     ``with PostfixInstance(port, cert, key) as pf: ...`` starts it with
@@ -447,17 +469,6 @@ class PostfixInstance:
         self.base = None
         self._master_pid = None
 
-    def __enter__(self) -> PostfixInstance:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- the queue
     def queue_count(self) -> int:
         """Messages in the queue (files under maildrop, incoming, active, deferred, hold)."""
@@ -530,7 +541,7 @@ class Stored:
     date: dt.datetime | None = None  # INTERNALDATE; now if None
 
 
-class DovecotInstance:
+class DovecotInstance(_Daemon):
     """A private Dovecot IMAP server (``dovecot -c FILE``) in its own directory.
 
     ``with DovecotInstance(port_imap, port_imaps, cert, key, {"user": "pw"}) as dc: ...``
@@ -704,17 +715,6 @@ service imap-login {{
             shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
         self._master_pid = None
-
-    def __enter__(self) -> DovecotInstance:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def log(self) -> str:
         try:
