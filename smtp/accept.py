@@ -18,14 +18,16 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from mssante.db import Database
 from mssante.store import BlobRef, BlobStore, BlobWriter
 from smtp.queue import Envelope, enqueue
 
 __all__ = [
     "MAX_HEADER_BLOCK",
+    "Committer",
     "Spool",
-    "commit_message",
     "drop_fields",
     "field_name",
     "header_end",
@@ -89,7 +91,7 @@ class Spool:
     header_too_large: bool = False
     #: The policy asked to see the whole message first: nothing is written until then.
     holding: bool = False
-    #: The header block, parsed when :meth:`start` was called.
+    #: The header block, parsed on first use (see :meth:`headers`).
     parsed: Message | None = None
     #: SHA-256 of everything fed (the bytes as received, without our prefix).
     digest: Any = field(default_factory=hashlib.sha256)
@@ -114,8 +116,11 @@ class Spool:
         return self._writer is not None
 
     def headers(self) -> Message:
-        end = header_end(self.head)
-        return parse_headers(bytes(self.head[: end if end >= 0 else len(self.head)]))
+        """The header block, parsed once (it is complete before anyone asks)."""
+        if self.parsed is None:
+            end = header_end(self.head)
+            self.parsed = parse_headers(bytes(self.head[: end if end >= 0 else len(self.head)]))
+        return self.parsed
 
     def start(
         self, prefix: Callable[[Message], bytes], drop: Callable[[bytes], bool] | None = None
@@ -125,9 +130,8 @@ class Spool:
         ``drop`` names header fields (given whole, name included) to leave out,
         e.g. an ``Authentication-Results`` forged with our own authserv-id.
         """
-        self.parsed = self.headers()
         writer = self.store.writer()
-        writer.write(prefix(self.parsed))
+        writer.write(prefix(self.headers()))
         held = bytes(self.head)
         if drop is not None:
             end = header_end(held)
@@ -137,11 +141,11 @@ class Spool:
         self.head.clear()
         self._writer = writer
 
-    async def commit(self) -> BlobRef:
-        """fsync the blob (in a thread: it waits on the disk)."""
+    def take_writer(self) -> BlobWriter:
+        """The open blob, handed over to whoever makes it durable (see :class:`Committer`)."""
         assert self._writer is not None, "start() first"
         writer, self._writer = self._writer, None
-        return await asyncio.to_thread(writer.commit)
+        return writer
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -150,20 +154,108 @@ class Spool:
         self.head.clear()
 
 
-async def commit_message(
-    db: Database,
-    spool: Spool,
-    envelope: Envelope,
-    *,
-    now: datetime,
-    max_age: timedelta,
-    queue_id: str,
-) -> str:
-    """Store then enqueue; raise on any failure (the caller answers 451 4.3.0)."""
-    blob = await spool.commit()
+@dataclass
+class _Pending:
+    writer: BlobWriter
+    envelope: Envelope
+    now: datetime
+    queue_id: str
+    done: asyncio.Future[str]
 
-    def transaction() -> str:
-        with db.transaction() as conn:
-            return enqueue(conn, blob, envelope, now=now, max_age=max_age, queue_id=queue_id)
 
-    return await asyncio.to_thread(transaction)
+class Committer:
+    """Group commit: one thread hop, one transaction and one commit for many messages.
+
+    Sessions hand over their message and wait for the answer. While a batch
+    is being made durable (blob fsyncs, then one database transaction), the
+    messages that arrive wait together for the next one, so the batch grows
+    with the load and a lone message never waits for company. Nothing is
+    acknowledged before its blob is fsynced and its rows committed
+    (invariant 1). If the batch's transaction fails, each message is tried
+    in a transaction of its own, so one bad message fails alone.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        *,
+        max_age: timedelta,
+        on_committed: Callable[[], None] = lambda: None,
+        max_batch: int = 64,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.max_age = max_age
+        self.on_committed = on_committed
+        self.max_batch = max_batch
+        self._waiting: list[_Pending] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def commit(
+        self, spool: Spool, envelope: Envelope, *, now: datetime, queue_id: str
+    ) -> str:
+        """Store then enqueue; raise on any failure (the caller answers 451 4.3.0)."""
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Pending(spool.take_writer(), envelope, now, queue_id, done))
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain(), name="group-commit")
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                try:
+                    outcomes = await asyncio.to_thread(self._commit, batch)
+                except asyncio.CancelledError:  # the node is going down: nobody gets a 250
+                    for pending in batch + self._waiting:
+                        pending.done.cancel()
+                    raise
+                except Exception as exc:
+                    outcomes = [exc] * len(batch)
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if pending.done.done():
+                        continue
+                    if isinstance(outcome, Exception):
+                        pending.done.set_exception(outcome)
+                    else:
+                        pending.done.set_result(outcome)
+                if any(isinstance(o, str) for o in outcomes):
+                    self.on_committed()
+        finally:
+            self._draining = None
+
+    def _commit(self, batch: list[_Pending]) -> list[str | Exception]:
+        refs = self.store.commit_all([p.writer for p in batch])
+        outcomes: dict[int, str | Exception] = {
+            i: ref for i, ref in enumerate(refs) if isinstance(ref, Exception)
+        }
+        ready = [(i, ref) for i, ref in enumerate(refs) if isinstance(ref, BlobRef)]
+        queued: list[str | Exception]
+        try:
+            with self.db.transaction() as conn:
+                queued = [self._enqueue(conn, batch[i], ref) for i, ref in ready]
+        except Exception:
+            queued = [self._enqueue_alone(batch[i], ref) for i, ref in ready]
+        outcomes.update(zip((i for i, _ in ready), queued, strict=True))
+        return [outcomes[i] for i in range(len(batch))]
+
+    def _enqueue_alone(self, pending: _Pending, ref: BlobRef) -> str | Exception:
+        """In a transaction of its own, so that one failure is only its own."""
+        try:
+            with self.db.transaction() as conn:
+                return self._enqueue(conn, pending, ref)
+        except Exception as exc:
+            return exc
+
+    def _enqueue(self, conn: Connection, pending: _Pending, ref: BlobRef) -> str:
+        return enqueue(
+            conn,
+            ref,
+            pending.envelope,
+            now=pending.now,
+            max_age=self.max_age,
+            queue_id=pending.queue_id,
+        )

@@ -69,6 +69,9 @@ __all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
 
 log = logging.getLogger("mssante.smtp.queue")
 
+#: While the queue keeps it busy, the runner refreshes its gauges at most this often (seconds).
+GAUGE_INTERVAL = 1.0
+
 Deliver = Callable[[str, OutboundMessage], Awaitable[list[RecipientOutcome]]]
 DeliverTo = Callable[[OutboundMessage], Awaitable[list[RecipientOutcome]]]
 
@@ -136,6 +139,7 @@ class QueueRunner:
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._wake = asyncio.Event()
+        self._gauges_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._outcomes = metrics.counter(
@@ -170,7 +174,10 @@ class QueueRunner:
             except Exception:
                 log.exception("queue run failed; retrying after the poll interval")
                 worked = 0
+            if worked and self.clock.monotonic() - self._gauges_at < GAUGE_INTERVAL:
+                continue  # busy: the gauges can wait for a pause, or a second
             await self._update_gauges()
+            self._gauges_at = self.clock.monotonic()
             if worked or self._stopping:
                 continue
             sleeper = asyncio.ensure_future(self.clock.sleep(self.settings.poll_seconds))
@@ -210,11 +217,12 @@ class QueueRunner:
         local: list[Work] = []
         remote: dict[tuple[int, str], list[Work]] = defaultdict(list)
         notifications: list[Work] = []
+        routes = await asyncio.to_thread(self._routes, batch)
         for work in batch:
             if work.message.origin == NOTIFICATION_ORIGIN:
                 notifications.append(work)
                 continue
-            found = await asyncio.to_thread(self._route, work.recipient)
+            found = routes[work.recipient]
             patient_sender = self.patients is not None and self.patients.sent_by_patient(work)
             if patient_sender and await self._screened(work, found):
                 continue
@@ -234,9 +242,11 @@ class QueueRunner:
         await asyncio.gather(*jobs)
         return len(batch)
 
-    def _route(self, address: str) -> Route:
+    def _routes(self, batch: list[Work]) -> dict[str, Route]:
+        """Where each recipient of the batch goes, read in one transaction."""
+        wanted = {w.recipient for w in batch if w.message.origin != NOTIFICATION_ORIGIN}
         with self.db.read() as conn:
-            return route(conn, address, self.routing)
+            return {address: route(conn, address, self.routing) for address in wanted}
 
     async def _screened(self, work: Work, found: Route) -> bool:
         """MSS-C rules for mail a patient sent: True when the row was answered instead."""

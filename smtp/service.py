@@ -18,6 +18,7 @@ from mssante.listener import TcpListener
 from mssante.lockout import FailureThrottle, ThrottleSettings
 from mssante.oauth import OAuthSettings, TokenVerifier
 from smtp import dkim, transport
+from smtp.accept import Committer
 from smtp.client import DeliveryClient
 from smtp.endpoint import Endpoint
 from smtp.limits import SizeCaps
@@ -166,9 +167,13 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         hostname=config.hostname,
         limits=limits,
         idle_timeout=s.idle_timeout_seconds,
-        max_age=timedelta(seconds=q.max_age_seconds),
         stopping=runtime.stopping,
-        wake_queue=runner.wake,
+        committer=Committer(
+            db,
+            runtime.store,
+            max_age=timedelta(seconds=q.max_age_seconds),
+            on_committed=runner.wake,
+        ),
     )
     auth = authenticator(runtime)
 

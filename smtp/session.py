@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from email.message import Message
 from email.utils import format_datetime
 from typing import Any, Protocol
@@ -27,7 +25,7 @@ from mssante.db import Database
 from mssante.logs import pseudonym
 from mssante.metrics import Metrics
 from mssante.store import BlobStore
-from smtp.accept import Spool, commit_message
+from smtp.accept import Committer, Spool
 from smtp.protocol import (
     NEED_DATA,
     Auth,
@@ -65,9 +63,9 @@ class SessionContext:
     hostname: str
     limits: Limits
     idle_timeout: float
-    max_age: timedelta
     stopping: asyncio.Event
-    wake_queue: Callable[[], None] = lambda: None
+    #: Makes accepted messages durable, many at a time, and wakes the queue runner.
+    committer: Committer
 
 
 class Policy(Protocol):
@@ -346,13 +344,8 @@ class Session:
             received_size=event.size,
         )
         try:
-            queue_id = await commit_message(
-                self.context.db,
-                spool,
-                envelope,
-                now=self.context.clock.now(),
-                max_age=self.context.max_age,
-                queue_id=self.queue_id,
+            queue_id = await self.context.committer.commit(
+                spool, envelope, now=self.context.clock.now(), queue_id=self.queue_id
             )
         except Exception:
             log.exception(
@@ -370,7 +363,6 @@ class Session:
         self.context.metrics.counter(
             "mssante_smtp_messages_accepted_total", "Messages accepted (250), per listener."
         ).inc(listener=self.policy.name)
-        self.context.wake_queue()
         return Reply(250, "2.0.0", f"OK queued as {queue_id}")
 
     def received_header(self, queue_id: str, *, with_auth: bool) -> bytes:
