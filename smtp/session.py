@@ -129,6 +129,11 @@ class Session:
     queue_id: str | None = None
     #: Free-form facts a policy keeps between events (e.g. the SASL exchange).
     state: dict[str, object] = field(default_factory=dict)
+    #: Done once the client has been silent for the idle timeout (see :meth:`_watch_idle`).
+    _idle: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _idle_watch: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _stop: asyncio.Task[Any] | None = field(default=None, init=False, repr=False)
+    _waiting_since: float = field(default=0.0, init=False, repr=False)
 
     def reset(self) -> None:
         self.mail = None
@@ -148,6 +153,15 @@ class Session:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
+        self._stop = asyncio.ensure_future(self.context.stopping.wait())
+        try:
+            await self._run()
+        finally:
+            self._stop.cancel()
+            if self._idle_watch is not None:
+                self._idle_watch.cancel()
+
+    async def _run(self) -> None:
         conn = self.conn
         if self.policy.implicit_tls:
             self._note_tls()
@@ -172,32 +186,38 @@ class Session:
 
         A node that is stopping lets a transaction in progress finish (within
         the listener's grace period) and says 421 at the next command. The
-        idle timer runs on the injected clock.
+        idle timer runs on the injected clock; one watcher per session, not a
+        timer per read, since a message takes several reads.
         """
+        self._waiting_since = self.context.clock.monotonic()
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.get_running_loop().create_future()
+            self._idle_watch = asyncio.ensure_future(self._watch_idle(self._idle))
         read = asyncio.ensure_future(self.reader.read(READ_SIZE))
-        idle = asyncio.ensure_future(self.context.clock.sleep(self.context.idle_timeout))
-        waiters: set[asyncio.Future[Any]] = {read, idle}
-        stop: asyncio.Future[Any] | None = None
-        if not self.conn.in_transaction:
-            stop = asyncio.ensure_future(self.context.stopping.wait())
+        waiters: set[asyncio.Future[Any]] = {read, self._idle}
+        stop = None if self.conn.in_transaction else self._stop
+        if stop is not None:
             waiters.add(stop)
-        try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                if waiter is not read:
-                    waiter.cancel()
-        if read in done:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if read.done():
             return read.result() or None
         read.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError, ssl.SSLError):
             await read
-        if stop is not None and stop in done:
+        if stop is not None and stop.done():
             self.conn.shutdown()
         else:
             self.log("idle timeout", logging.INFO)
             self.conn.shutdown("Idle timeout, closing")
         return None
+
+    async def _watch_idle(self, idle: asyncio.Future[None]) -> None:
+        """Resolve ``idle`` once no read has started for the idle timeout."""
+        clock, limit = self.context.clock, self.context.idle_timeout
+        while (remaining := self._waiting_since + limit - clock.monotonic()) > 0:
+            await clock.sleep(remaining)
+        if not idle.done():
+            idle.set_result(None)
 
     async def _flush(self) -> None:
         out = self.conn.data_to_send()

@@ -140,14 +140,20 @@ class SubmissionPolicy:
             return Reply(530, "5.7.0", "Authentication required")
         if not event.address:
             return Reply(553, "5.7.1", "A null sender is not allowed on submission")
-        allowed = await asyncio.to_thread(self._owns, session, event.address)
+        identity = session.identity
+
+        def check() -> tuple[bool, str | None]:  # one trip off the event loop for both
+            if not self._owns(session, event.address):
+                return False, None
+            return True, self._patient_from(identity)
+
+        allowed, patient_from = await asyncio.to_thread(check)
         if not allowed:
             return Reply(
                 553,
                 "5.7.1",
                 f"Sender address not owned by the authenticated user {session.identity}",
             )
-        patient_from = await asyncio.to_thread(self._patient_from, session.identity)
         if patient_from is not None:
             session.state["patient_from"] = patient_from
         return Reply(250, "2.1.0", "Sender OK")
@@ -169,8 +175,15 @@ class SubmissionPolicy:
             return is_bridge_client(conn, self.bridge_clients, sender)
 
     def _owns(self, session: Session, address: str) -> bool:
+        """Whether the login may send as ``address``; remembered for the session's life
+        (the envelope sender is usually the ``From:`` checked again at DATA)."""
         assert session.identity is not None
-        return self.auth.owns(session.identity, address)
+        owned = session.state.setdefault("owns", {})
+        assert isinstance(owned, dict)
+        key = address.lower()
+        if key not in owned:
+            owned[key] = self.auth.owns(session.identity, address)
+        return bool(owned[key])
 
     async def on_rcpt(self, session: Session, event: RcptTo) -> Reply:
         found = await self.endpoint.route(session.context.db, event.address)
@@ -219,7 +232,11 @@ class SubmissionPolicy:
         addresses = [addr for _, addr in getaddresses(headers.get_all("From", [])) if addr]
         if not addresses:
             return Reply(550, "5.6.0", "The message has no From: header")
+        owned = session.state.get("owns", {})
+        assert isinstance(owned, dict)
         for address in addresses:
+            if owned.get(address.lower()) is True:
+                continue  # checked at MAIL FROM in this session
             if not await asyncio.to_thread(self._owns, session, address):
                 return Reply(
                     553,
