@@ -14,6 +14,7 @@ so the queue retries instead of bouncing on a DNS hiccup.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -171,7 +172,7 @@ async def targets_for(
     ``rng`` only orders MX hosts of equal preference (tests pass a seeded one).
     """
     name = _normalise(domain)
-    static = transport(name)
+    static = await asyncio.to_thread(transport, name)  # a table lookup: off the event loop
     if static is not None:
         host, port = static
         return [Target(host, port, None)]
