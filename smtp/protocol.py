@@ -200,50 +200,50 @@ class _Data:
     pending: bytearray = field(default_factory=bytearray)
 
     def feed(self, buffer: bytearray) -> tuple[list[bytes], bool]:
-        """Consume from ``buffer``; return (chunks, ended). Leaves unread bytes in ``buffer``."""
-        out: list[bytes] = []
-        pos = 0
+        """Consume from ``buffer``; return (chunks, ended). Leaves unread bytes in ``buffer``.
+
+        Works on whole runs of complete lines at once (bytes methods, not a
+        Python loop per line): a 100 KB message is a handful of calls.
+        """
+        if self.at_line_start:
+            head = bytes(buffer[:3])
+            if head == b".\r\n":
+                del buffer[:3]
+                return [], True
+            if len(head) < 3 and b".\r\n".startswith(head):
+                return [], False  # could still be the end marker: wait
         ended = False
-        n = len(buffer)
-        while pos < n:
-            if self.at_line_start:
-                # Decide on the dot with at least 3 bytes (".\r\n") in sight.
-                head = bytes(buffer[pos : pos + 3])
-                if head == b".\r\n":
-                    pos += 3
-                    ended = True
-                    break
-                if len(head) < 3 and b".\r\n".startswith(head):
-                    break  # could still be the end marker: wait
-                if head[:1] == b".":
-                    pos += 1  # dot-unstuffing
-                self.at_line_start = False
-            end = buffer.find(b"\r\n", pos)
-            if end < 0:
-                # No line end yet: pass a long run on, keep a trailing CR (half a CRLF).
-                stop = n - 1 if buffer[n - 1 : n] == b"\r" else n
-                if stop - pos >= self.flush_at:
-                    out.append(bytes(buffer[pos:stop]))
-                    pos = stop
-                break
-            out.append(bytes(buffer[pos : end + 2]))
-            pos = end + 2
-            self.at_line_start = True
-        del buffer[:pos]
-        kept: list[bytes] = []
-        for raw in out:
-            chunk = raw
-            if self.fix_bare_lf and b"\n" in raw:
-                chunk = _BARE_LF.sub(b"\r\n", raw)
-            rest = chunk.replace(b"\r\n", b"")
-            if b"\n" in rest or b"\r" in rest:
-                self.bare_newline = True
-            self.size += len(chunk)
-            if self.size > self.limit:
-                self.too_big = True
-            if not self.too_big:
-                kept.append(chunk)
-        return kept, ended
+        marker = buffer.find(b"\r\n.\r\n")
+        if marker >= 0:
+            stop = consumed = marker + 2  # the data keeps the CRLF before the dot
+            consumed += 3
+            ended = True
+        else:
+            last = buffer.rfind(b"\r\n")
+            stop = last + 2 if last >= 0 else 0  # complete lines only
+            tail = len(buffer) - stop
+            if buffer[-1:] == b"\r":
+                tail -= 1  # keep half a CRLF back
+            if tail >= self.flush_at:  # a very long line: pass it on in pieces
+                stop += tail
+            consumed = stop
+        if stop == 0:
+            return [], ended
+        data = bytes(buffer[:stop])
+        del buffer[:consumed]
+        if self.at_line_start and data[:1] == b".":
+            data = data[1:]  # dot-unstuffing (RFC 5321 4.5.2), first line
+        data = data.replace(b"\r\n.", b"\r\n")  # and every other line
+        self.at_line_start = ended or data.endswith(b"\r\n")
+        if self.fix_bare_lf and b"\n" in data:
+            data = _BARE_LF.sub(b"\r\n", data)
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            self.bare_newline = True
+        self.size += len(data)
+        if self.size > self.limit:
+            self.too_big = True
+        return ([] if self.too_big or not data else [data]), ended
 
 
 class ServerConnection:

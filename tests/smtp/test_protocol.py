@@ -363,3 +363,46 @@ def test_submission_still_refuses_a_bare_cr() -> None:
     d = tls_driver(normalise_bare_lf=True)
     d.feed(transaction(b"Subject: x\r\n\r\nline\r.\r\r\n.\r\n"))
     assert next(e for e in d.events if isinstance(e, DataEnd)).bare_newline
+
+
+_LINE = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(_LINE, _LINE.map(lambda b: b"." + b)), min_size=1, max_size=30),
+    st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
+)
+def test_dot_stuffed_lines_come_back_exactly_however_the_bytes_are_cut(
+    lines: list[bytes], cuts: list[int]
+) -> None:
+    body = b"".join(line + b"\r\n" for line in lines)
+    stuffed = b"".join((b"." + line if line[:1] == b"." else line) + b"\r\n" for line in lines)
+    whole = transaction(stuffed + b".\r\n")
+    d = tls_driver(limits=Limits(data_flush=64))
+    start = 0
+    for cut in sorted(c % (len(whole) + 1) for c in cuts):
+        d.feed(whole[start:cut])
+        start = max(start, cut)
+    d.feed(whole[start:])
+    assert d.messages == [body]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b".\r\n", b"zz"]), max_size=40),
+    st.integers(min_value=1, max_value=200),
+    st.booleans(),
+)
+def test_any_body_cut_anywhere_reads_as_when_whole(
+    parts: list[bytes], cut: int, bare_lf: bool
+) -> None:
+    whole = transaction(b"".join(parts) + b"\r\n.\r\n")
+    reference = tls_driver(normalise_bare_lf=bare_lf)
+    reference.feed(whole)
+    d = tls_driver(normalise_bare_lf=bare_lf)
+    for at in range(0, len(whole), cut):
+        d.feed(whole[at : at + cut])
+    assert d.messages == reference.messages
+    ends = [(e.size, e.bare_newline) for e in d.events if isinstance(e, DataEnd)]
+    assert ends == [(e.size, e.bare_newline) for e in reference.events if isinstance(e, DataEnd)]
