@@ -100,6 +100,18 @@ class MxPolicy:
         return None
 
     async def _paired(self, session: Session, domain: str) -> Reply | None:
+        """The whitelist's verdict on (domain, peer certificate), once per domain and
+        session: a peer's session sends many messages from the same domains."""
+        verdicts = session.state.setdefault("paired", {})
+        assert isinstance(verdicts, dict)
+        key = domain.lower()
+        if key not in verdicts:
+            verdicts[key] = await self._pairing(session, domain)
+        verdict = verdicts[key]
+        assert verdict is None or isinstance(verdict, Reply)
+        return verdict
+
+    async def _pairing(self, session: Session, domain: str) -> Reply | None:
         dn = session.state["dn"]
 
         def check() -> Reply | None:
