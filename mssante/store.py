@@ -22,7 +22,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -127,36 +127,6 @@ class BlobStore:
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
-
-    def commit_all(self, writers: Sequence[BlobWriter]) -> list[BlobRef | Exception]:
-        """Make several blobs durable, the directories fsynced once for all (group commit).
-
-        Each blob is fsynced and renamed on its own; the renames then share
-        the directory fsyncs, which is what a batch saves. A blob that fails
-        is aborted and its exception takes its place in the result; the
-        others are still made durable.
-        """
-        placed: list[BlobRef | Exception] = []
-        directories: dict[Path, None] = {}
-        for writer in writers:
-            try:
-                ref, touched = writer._place()
-            except Exception as exc:
-                placed.append(exc)
-                continue
-            placed.append(ref)
-            directories.update(dict.fromkeys(touched))
-        if directories:
-            try:
-                self.sync_directories(directories)
-            except Exception as exc:  # no rename is known to survive a crash
-                return [exc if isinstance(p, BlobRef) else p for p in placed]
-        return placed
-
-    def sync_directories(self, directories: Iterable[Path]) -> None:
-        for directory in directories:
-            fsync_directory(directory)
-        self.checkpoint("dir-synced")
 
     def put(self, data: bytes | Iterable[bytes]) -> BlobRef:
         """Store ``data`` (bytes or an iterable of chunks) durably."""
@@ -324,12 +294,6 @@ class BlobWriter:
 
     def commit(self) -> BlobRef:
         """fsync, rename into place, fsync the directory; then return the ref."""
-        ref, directories = self._place()
-        self._store.sync_directories(directories)
-        return ref
-
-    def _place(self) -> tuple[BlobRef, list[Path]]:
-        """fsync and rename into place; return the ref and the directories to fsync."""
         store = self._store
         try:
             if self._aead is not None:
@@ -348,11 +312,14 @@ class BlobWriter:
             else:
                 os.replace(self._tmp, final)
             store.checkpoint("renamed")
+            for directory in [final.parent, *created]:
+                fsync_directory(directory)
+            store.checkpoint("dir-synced")
         except BaseException:
             self.abort()
             raise
         self._done = True
-        return BlobRef(sha256, self._size), [final.parent, *created]
+        return BlobRef(sha256, self._size)
 
     def abort(self) -> None:
         self._done = True

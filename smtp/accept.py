@@ -8,7 +8,6 @@ blob is fsynced and the queue rows are committed (architecture invariant 1).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mssante.db import Database
+from mssante.batch import WriteBatcher
 from mssante.store import BlobRef, BlobStore, BlobWriter
 from smtp.queue import Envelope, enqueue
 
@@ -154,108 +153,39 @@ class Spool:
         self.head.clear()
 
 
-@dataclass
-class _Pending:
-    writer: BlobWriter
-    envelope: Envelope
-    now: datetime
-    queue_id: str
-    done: asyncio.Future[str]
-
-
 class Committer:
-    """Group commit: one thread hop, one transaction and one commit for many messages.
+    """The last step of acceptance: the blob fsynced, then the queue rows committed.
 
-    Sessions hand over their message and wait for the answer. While a batch
-    is being made durable (blob fsyncs, then one database transaction), the
-    messages that arrive wait together for the next one, so the batch grows
-    with the load and a lone message never waits for company. Nothing is
-    acknowledged before its blob is fsynced and its rows committed
-    (invariant 1). If the batch's transaction fails, each message is tried
-    in a transaction of its own, so one bad message fails alone.
+    Through the node's :class:`~mssante.batch.WriteBatcher`: the messages
+    whose data ended while a batch was being committed go together in the
+    next one, so under load one commit serves many messages, and one that
+    fails (its blob, its rows) fails alone. Nothing is acknowledged before
+    its blob is fsynced and its rows committed (invariant 1).
     """
 
     def __init__(
         self,
-        db: Database,
-        store: BlobStore,
+        batcher: WriteBatcher,
         *,
         max_age: timedelta,
         on_committed: Callable[[], None] = lambda: None,
-        max_batch: int = 64,
     ) -> None:
-        self.db = db
-        self.store = store
+        self.batcher = batcher
         self.max_age = max_age
         self.on_committed = on_committed
-        self.max_batch = max_batch
-        self._waiting: list[_Pending] = []
-        self._draining: asyncio.Task[None] | None = None
 
     async def commit(
         self, spool: Spool, envelope: Envelope, *, now: datetime, queue_id: str
     ) -> str:
         """Store then enqueue; raise on any failure (the caller answers 451 4.3.0)."""
-        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(spool.take_writer(), envelope, now, queue_id, done))
-        if self._draining is None:
-            self._draining = asyncio.create_task(self._drain(), name="group-commit")
-        return await asyncio.shield(done)
+        writer = spool.take_writer()
+        blob: list[BlobRef] = []
 
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self.max_batch]
-                del self._waiting[: self.max_batch]
-                try:
-                    outcomes = await asyncio.to_thread(self._commit, batch)
-                except asyncio.CancelledError:  # the node is going down: nobody gets a 250
-                    for pending in batch + self._waiting:
-                        pending.done.cancel()
-                    raise
-                except Exception as exc:
-                    outcomes = [exc] * len(batch)
-                for pending, outcome in zip(batch, outcomes, strict=True):
-                    if pending.done.done():
-                        continue
-                    if isinstance(outcome, Exception):
-                        pending.done.set_exception(outcome)
-                    else:
-                        pending.done.set_result(outcome)
-                if any(isinstance(o, str) for o in outcomes):
-                    self.on_committed()
-        finally:
-            self._draining = None
+        def rows(conn: Connection) -> str:
+            return enqueue(
+                conn, blob[0], envelope, now=now, max_age=self.max_age, queue_id=queue_id
+            )
 
-    def _commit(self, batch: list[_Pending]) -> list[str | Exception]:
-        refs = self.store.commit_all([p.writer for p in batch])
-        outcomes: dict[int, str | Exception] = {
-            i: ref for i, ref in enumerate(refs) if isinstance(ref, Exception)
-        }
-        ready = [(i, ref) for i, ref in enumerate(refs) if isinstance(ref, BlobRef)]
-        queued: list[str | Exception]
-        try:
-            with self.db.transaction() as conn:
-                queued = [self._enqueue(conn, batch[i], ref) for i, ref in ready]
-        except Exception:
-            queued = [self._enqueue_alone(batch[i], ref) for i, ref in ready]
-        outcomes.update(zip((i for i, _ in ready), queued, strict=True))
-        return [outcomes[i] for i in range(len(batch))]
-
-    def _enqueue_alone(self, pending: _Pending, ref: BlobRef) -> str | Exception:
-        """In a transaction of its own, so that one failure is only its own."""
-        try:
-            with self.db.transaction() as conn:
-                return self._enqueue(conn, pending, ref)
-        except Exception as exc:
-            return exc
-
-    def _enqueue(self, conn: Connection, pending: _Pending, ref: BlobRef) -> str:
-        return enqueue(
-            conn,
-            ref,
-            pending.envelope,
-            now=pending.now,
-            max_age=self.max_age,
-            queue_id=pending.queue_id,
-        )
+        queued = await self.batcher.run(rows, before=lambda: blob.append(writer.commit()))
+        self.on_committed()
+        return queued

@@ -32,6 +32,7 @@ from annuaire import (
     RoutingContext,
     route,
 )
+from mssante.batch import Rollback, WriteBatcher
 from mssante.clock import Clock
 from mssante.db import Database
 from mssante.logs import pseudonym
@@ -121,8 +122,11 @@ class QueueRunner:
         patients: PatientDesk | None = None,
         deliver_notification: DeliverTo | None = None,
         bridge: BridgeDesk | None = None,
+        batcher: WriteBatcher | None = None,
     ) -> None:
         self.db = db
+        #: Outcomes are recorded in group commits, shared with acceptance when given.
+        self.batcher = batcher or WriteBatcher(db)
         self.store = store
         self.clock = clock
         self.routing = routing
@@ -437,80 +441,81 @@ class QueueRunner:
     # ------------------------------------------------------------------ outcomes
 
     async def _record(self, work: Work, outcome: Outcome) -> None:
-        try:
-            await asyncio.to_thread(self._record_sync, work, outcome)
-        except Exception:
-            log.exception(
-                "could not record a delivery outcome; the lease will expire and it is retried",
-                extra={"fields": {"queue_id": work.message.queue_id}},
-            )
-
-    def _record_sync(self, work: Work, outcome: Outcome) -> None:
-        now = self.clock.now()
         fields = {
             "queue_id": work.message.queue_id,
             "to": pseudonym(work.recipient),
             "status": outcome.status,
             "attempts": work.attempts + 1,
         }
-        with self.db.transaction() as conn:
-            if outcome.kind == "delivered":
-                if (
-                    outcome.relayed
-                    and not must_not_send_dsn(work.message.sender)
-                    and notify_wants(work.notify, "relayed")
-                ):
-                    self._enqueue_dsn(
-                        conn,
-                        work,
-                        [self._status(work, "relayed", outcome, now)],
-                        now,
-                    )
-                ok = finish(conn, work, owner=self.owner)
-                kind = "delivered"
-            elif outcome.kind == "permanent" or now >= work.expires_at:
-                if outcome.kind == "temporary":
-                    outcome = Outcome(
-                        "permanent",
-                        "4.4.7" if outcome.status.startswith("4") else outcome.status,
-                        f"delivery time expired; last error: {outcome.text}",
-                        outcome.remote_mta,
-                        outcome.code,
-                    )
-                if not must_not_send_dsn(work.message.sender) and notify_wants(
-                    work.notify, "failed"
-                ):
-                    self._enqueue_dsn(conn, work, [self._status(work, "failed", outcome, now)], now)
-                ok = finish(conn, work, owner=self.owner)
-                kind = "bounced"
-            else:
-                notice = self.settings.delay_notice
-                send_delay = (
-                    notice is not None
-                    and not work.delay_notified
-                    and now - work.created_at >= notice
-                    and not must_not_send_dsn(work.message.sender)
-                    and notify_wants(work.notify, "delayed")
-                )
-                if send_delay:
-                    self._enqueue_dsn(
-                        conn, work, [self._status(work, "delayed", outcome, now)], now
-                    )
-                ok = defer(
-                    conn,
-                    work,
-                    owner=self.owner,
-                    status=_status_line(outcome),
-                    next_at=next_attempt(work.attempts, self.settings.schedule, now, self._rng),
-                    delay_notified=True if send_delay else None,
-                )
-                kind = "deferred"
-            if not ok:
-                conn.rollback()
-                log.warning("lease lost before the outcome was recorded", extra={"fields": fields})
-                return
+        now = self.clock.now()
+        try:
+            kind = await self.batcher.run(lambda conn: self._record_in(conn, work, outcome, now))
+        except Exception:
+            log.exception(
+                "could not record a delivery outcome; the lease will expire and it is retried",
+                extra={"fields": {"queue_id": work.message.queue_id}},
+            )
+            return
+        if kind is None:
+            log.warning("lease lost before the outcome was recorded", extra={"fields": fields})
+            return
         self._outcomes.inc(kind=kind)
         log.info(kind, extra={"fields": fields})
+
+    def _record_in(
+        self, conn: Connection, work: Work, outcome: Outcome, now: datetime
+    ) -> str | None:
+        """Record ``outcome`` (with its DSN); the kind recorded, None if the lease was lost."""
+        if outcome.kind == "delivered":
+            if (
+                outcome.relayed
+                and not must_not_send_dsn(work.message.sender)
+                and notify_wants(work.notify, "relayed")
+            ):
+                self._enqueue_dsn(
+                    conn,
+                    work,
+                    [self._status(work, "relayed", outcome, now)],
+                    now,
+                )
+            ok = finish(conn, work, owner=self.owner)
+            kind = "delivered"
+        elif outcome.kind == "permanent" or now >= work.expires_at:
+            if outcome.kind == "temporary":
+                outcome = Outcome(
+                    "permanent",
+                    "4.4.7" if outcome.status.startswith("4") else outcome.status,
+                    f"delivery time expired; last error: {outcome.text}",
+                    outcome.remote_mta,
+                    outcome.code,
+                )
+            if not must_not_send_dsn(work.message.sender) and notify_wants(work.notify, "failed"):
+                self._enqueue_dsn(conn, work, [self._status(work, "failed", outcome, now)], now)
+            ok = finish(conn, work, owner=self.owner)
+            kind = "bounced"
+        else:
+            notice = self.settings.delay_notice
+            send_delay = (
+                notice is not None
+                and not work.delay_notified
+                and now - work.created_at >= notice
+                and not must_not_send_dsn(work.message.sender)
+                and notify_wants(work.notify, "delayed")
+            )
+            if send_delay:
+                self._enqueue_dsn(conn, work, [self._status(work, "delayed", outcome, now)], now)
+            ok = defer(
+                conn,
+                work,
+                owner=self.owner,
+                status=_status_line(outcome),
+                next_at=next_attempt(work.attempts, self.settings.schedule, now, self._rng),
+                delay_notified=True if send_delay else None,
+            )
+            kind = "deferred"
+        if not ok:
+            raise Rollback(None)  # another node owns the row now: nothing of ours stays
+        return kind
 
     def _status(
         self,

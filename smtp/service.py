@@ -13,6 +13,7 @@ from annuaire import RoutingContext, address_key, dn_from_x509, pair_matches
 from cda.bridge import BridgeDesk, BridgeSettings
 from certs.formatting import format_name
 from mssante.authn import Authenticator
+from mssante.batch import WriteBatcher
 from mssante.config import Config, ListenerConfig
 from mssante.listener import TcpListener
 from mssante.lockout import FailureThrottle, ThrottleSettings
@@ -115,6 +116,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
             store=runtime.store,
         )
     )
+    batcher = WriteBatcher(db)  # acceptance and delivery outcomes commit in groups
     runner = QueueRunner(
         db=db,
         store=runtime.store,
@@ -138,6 +140,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         patients=desk,
         deliver_notification=_notification_sender(config),
         bridge=_bridge_desk(runtime, routing),
+        batcher=batcher,
     )
     receipts = ReadReceipts(
         db=db,
@@ -169,10 +172,7 @@ def smtp_services(runtime: Runtime) -> list[Service]:
         idle_timeout=s.idle_timeout_seconds,
         stopping=runtime.stopping,
         committer=Committer(
-            db,
-            runtime.store,
-            max_age=timedelta(seconds=q.max_age_seconds),
-            on_committed=runner.wake,
+            batcher, max_age=timedelta(seconds=q.max_age_seconds), on_committed=runner.wake
         ),
     )
     auth = authenticator(runtime)

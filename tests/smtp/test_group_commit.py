@@ -12,9 +12,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 
+from mssante.batch import Rollback, WriteBatcher
 from mssante.db import Database
 from mssante.schema import queue_messages
 from mssante.store import BlobStore
@@ -63,16 +63,23 @@ def _queued(db: Database) -> dict[str, str]:
         return {queue_id: sha for queue_id, sha in rows}
 
 
+def _count_commits(db: Database) -> list[int]:
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda conn: commits.append(1))
+    return commits
+
+
 # invariant 1: nothing answered 250 before its blob and rows are durable
 async def test_messages_arriving_during_a_commit_share_the_next_one(
     db: Database, tmp_path: Path
 ) -> None:
     gate = Gate()
     store = BlobStore(tmp_path / "blobs", KEY, checkpoint=gate)
-    batches: list[int] = []
+    woken: list[int] = []
     committer = Committer(
-        db, store, max_age=timedelta(days=5), on_committed=lambda: batches.append(1)
+        WriteBatcher(db), max_age=timedelta(days=5), on_committed=lambda: woken.append(1)
     )
+    commits = _count_commits(db)
     first = asyncio.create_task(
         committer.commit(_spool(store, 0), _envelope(0), now=NOW, queue_id="Q0")
     )
@@ -88,17 +95,18 @@ async def test_messages_arriving_during_a_commit_share_the_next_one(
     gate.release.set()
     answers = await asyncio.gather(first, *others)
     assert answers == [f"Q{n}" for n in range(11)]
-    assert len(batches) == 2, "the ten messages that waited went in one commit"
+    assert len(commits) == 2, "the ten messages that waited went in one commit"
+    assert len(woken) == 11
     queued = _queued(db)
     assert sorted(queued) == sorted(answers)
     for sha in queued.values():  # each blob durable under its name, readable
         assert store.read(sha).endswith(b"\r\n")
 
 
-# invariant 1: nothing answered 250 before its blob and rows are durable
+# invariant 1: a failure is reported to its own sender only, never as a 250
 async def test_one_bad_message_fails_alone(db: Database, tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "blobs", KEY)
-    committer = Committer(db, store, max_age=timedelta(days=5))
+    committer = Committer(WriteBatcher(db), max_age=timedelta(days=5))
     await committer.commit(_spool(store, 0), _envelope(0), now=NOW, queue_id="TAKEN")
     broken = _spool(store, 2)
     broken._writer._fh.close()  # type: ignore[union-attr]  # its fsync will fail
@@ -116,16 +124,33 @@ async def test_one_bad_message_fails_alone(db: Database, tmp_path: Path) -> None
     assert not list((store.root / "tmp").iterdir()), "the failed blob left no temporary file"
 
 
-@pytest.mark.parametrize("count", [1, 3])
-def test_commit_all_makes_every_blob_durable(tmp_path: Path, count: int) -> None:
-    steps: list[str] = []
-    store = BlobStore(tmp_path / "blobs", KEY, checkpoint=steps.append)
-    writers = []
-    for n in range(count):
-        writer = store.writer()
-        writer.write(f"blob {n}".encode())
-        writers.append(writer)
-    refs = store.commit_all(writers)
-    assert [store.read(r.sha256) for r in refs] == [f"blob {n}".encode() for n in range(count)]
-    assert steps.count("tmp-synced") == count and steps[-1] == "dir-synced"
-    assert steps.count("dir-synced") == 1, "the directories are synced once for the batch"
+async def test_a_piece_of_work_can_undo_its_own_writes(db: Database) -> None:
+    batcher = WriteBatcher(db)
+
+    def row(queue_id: str, undo: bool) -> str:
+        def work(conn: object) -> str:
+            conn.execute(  # type: ignore[attr-defined]
+                insert(queue_messages).values(
+                    queue_id=queue_id,
+                    blob_sha256="0" * 64,
+                    size=1,
+                    sender="a@a.test",
+                    origin="test",
+                    client="test",
+                    smtputf8=False,
+                    received_at=NOW,
+                )
+            )
+            if undo:
+                raise Rollback("undone")
+            return queue_id
+
+        return work  # type: ignore[return-value]
+
+    results = await asyncio.gather(
+        batcher.run(row("KEPT1", False)),
+        batcher.run(row("UNDONE", True)),
+        batcher.run(row("KEPT2", False)),
+    )
+    assert results == ["KEPT1", "undone", "KEPT2"]
+    assert sorted(_queued(db)) == ["KEPT1", "KEPT2"]
