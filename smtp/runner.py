@@ -50,7 +50,7 @@ from smtp.dsn import (
     notify_wants,
     xtext_encode,
 )
-from smtp.patients import NOTIFICATION_ORIGIN, PatientDesk
+from smtp.patients import NOTIFICATION_ORIGIN, PatientDesk, Staged
 from smtp.queue import (
     Work,
     append_delivery,
@@ -65,6 +65,7 @@ from smtp.queue import (
 if TYPE_CHECKING:
     from cda.ack import DocumentOutcome
     from cda.bridge import BridgeDesk
+    from cda.bridge import Staged as BridgeStaged
 
 __all__ = ["Outcome", "QueueRunner", "RunnerSettings"]
 
@@ -100,6 +101,14 @@ class Outcome:
     remote_mta: str | None = None
     code: int = 0
     relayed: bool = False
+
+
+@dataclass(frozen=True)
+class _Appended:
+    """A local delivery committed: the mailbox appended to (None: answered instead)."""
+
+    mailbox: int | None
+    integrated: list[DocumentOutcome]
 
 
 class QueueRunner:
@@ -286,69 +295,92 @@ class QueueRunner:
     # ------------------------------------------------------------------ local
 
     async def _deliver_local(self, work: Work) -> None:
+        """Append to INBOX (or answer, or hand to the bridge) and finish the row, in one
+        savepoint of a group commit; the effects only once it is committed."""
+        staged: list[tuple[Staged | None, BridgeStaged | None]] = []
+        now = self.clock.now()
         try:
-            outcome = await asyncio.to_thread(self._append_local, work)
+            done = await self.batcher.run(
+                lambda conn: self._append_in(conn, work, *staged[0], now),
+                before=lambda: staged.append(self._stage_local(work)),
+            )
         except Exception:
             log.exception(
                 "local delivery failed", extra={"fields": {"queue_id": work.message.queue_id}}
             )
-            outcome = Outcome("temporary", "4.3.0", "local delivery failed, will retry")
-        if outcome is not None:
-            await self._record(work, outcome)
+            done = Outcome("temporary", "4.3.0", "local delivery failed, will retry")
+        if isinstance(done, Outcome):
+            await self._record(work, done)
+        elif done is not None:
+            self._appended(work, done)
 
-    def _append_local(self, work: Work) -> Outcome | None:
-        """Append to INBOX and finish the row in one transaction; None when done."""
+    def _stage_local(self, work: Work) -> tuple[Staged | None, BridgeStaged | None]:
+        """What the patient desk or the bridge prepare outside the transaction (blobs)."""
         desk, bridge = self.patients, self.bridge
         staged = desk.stage(work) if desk is not None and desk.concerns(work.recipient) else None
         for_bridge = (
             bridge.stage(work) if bridge is not None and bridge.concerns(work.recipient) else None
         )
-        now = self.clock.now()
+        return staged, for_bridge
+
+    def _append_in(
+        self,
+        conn: Connection,
+        work: Work,
+        staged: Staged | None,
+        for_bridge: BridgeStaged | None,
+        now: datetime,
+    ) -> Outcome | _Appended:
+        """The delivery's writes; an Outcome (nothing written) when it cannot be done."""
+        desk, bridge = self.patients, self.bridge
+        # Routed again inside the transaction that appends: a BAL removed since
+        # the batch was split must not receive the message.
+        found = route(conn, work.recipient, self.routing)
+        if isinstance(found, Refused):
+            return Outcome("permanent", found.status, found.reason, code=found.code)
+        if isinstance(found, Bridge) and (bridge is None or for_bridge is None):
+            return Outcome(
+                "permanent", "5.3.3", "The envoi-en-Y bridge is not available on this node"
+            )
+        if isinstance(found, Remote):
+            return Outcome("temporary", "4.4.0", "the recipient moved to another operator")
+        appended_to: int | None
         integrated: list[DocumentOutcome] = []
-        with self.db.transaction() as conn:
-            # Routed again inside the transaction that appends: a BAL removed since
-            # the batch was split must not receive the message.
-            found = route(conn, work.recipient, self.routing)
-            if isinstance(found, Refused):
-                return Outcome("permanent", found.status, found.reason, code=found.code)
-            if isinstance(found, Bridge) and (bridge is None or for_bridge is None):
+        if isinstance(found, Bridge):
+            assert bridge is not None and for_bridge is not None
+            if not bridge.allowed(conn, work.message.sender):
                 return Outcome(
-                    "permanent", "5.3.3", "The envoi-en-Y bridge is not available on this node"
+                    "permanent", "5.7.1", "Only the bridge's client mailboxes may send to it"
                 )
-            if isinstance(found, Remote):
-                return Outcome("temporary", "4.4.0", "the recipient moved to another operator")
-            appended_to: int | None
-            if isinstance(found, Bridge):
-                assert bridge is not None and for_bridge is not None
-                if not bridge.allowed(conn, work.message.sender):
-                    return Outcome(
-                        "permanent", "5.7.1", "Only the bridge's client mailboxes may send to it"
-                    )
-                appended_to = None
-                integrated = bridge.integrate(conn, work, for_bridge, now)
-            elif isinstance(found, LocalMailbox):
-                appended_to = append_delivery(conn, work, found.address, work.message.blob, now=now)
-            elif desk is None or staged is None:
-                return Outcome("permanent", "5.3.3", "This node does not serve patient spaces")
-            elif isinstance(found, Responder):
-                appended_to = None
-                desk.answer_test(conn, work, staged, now)
-            else:
-                appended_to = desk.deliver_to_patient(conn, work, found, staged, now)
-            if appended_to is not None:
-                self._success_dsn(conn, work, now)
-            if not finish(conn, work, owner=self.owner):
-                conn.rollback()  # another node owns the row now; it will deliver (idempotently)
-                return None
-        if integrated:
-            assert bridge is not None
-            bridge.committed(integrated)
-        if appended_to is None:
+            appended_to = None
+            integrated = bridge.integrate(conn, work, for_bridge, now)
+        elif isinstance(found, LocalMailbox):
+            appended_to = append_delivery(conn, work, found.address, work.message.blob, now=now)
+        elif desk is None or staged is None:
+            return Outcome("permanent", "5.3.3", "This node does not serve patient spaces")
+        elif isinstance(found, Responder):
+            appended_to = None
+            desk.answer_test(conn, work, staged, now)
+        else:
+            appended_to = desk.deliver_to_patient(conn, work, found, staged, now)
+        if appended_to is not None:
+            self._success_dsn(conn, work, now)
+        if not finish(conn, work, owner=self.owner):
+            # Another node owns the row now; it will deliver (idempotently).
+            raise Rollback(None)
+        return _Appended(appended_to, integrated)
+
+    def _appended(self, work: Work, done: _Appended) -> None:
+        """After the commit: the bridge's counters, IDLE wake-ups, metrics and the log."""
+        if done.integrated:
+            assert self.bridge is not None
+            self.bridge.committed(done.integrated)
+        if done.mailbox is None:
             self._outcomes.inc(kind="answered")
             self.wake()  # the automatic message it queued
-            return None
+            return
         if self.on_appended is not None:
-            self.on_appended(appended_to)
+            self.on_appended(done.mailbox)
         self._outcomes.inc(kind="delivered")
         log.info(
             "delivered",
@@ -360,7 +392,6 @@ class QueueRunner:
                 }
             },
         )
-        return None
 
     def _success_dsn(self, conn: Connection, work: Work, now: datetime) -> str | None:
         if must_not_send_dsn(work.message.sender) or not notify_wants(work.notify, "delivered"):
