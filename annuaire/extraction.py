@@ -297,6 +297,8 @@ def _column_keys() -> dict[str, str]:
 
 _COLUMN_KEYS = _column_keys()
 _REQUIRED = {"bal_type": "Type de BAL", "address": "Adresse BAL"}
+#: The columns a record's ``address_lines`` (and line 6) are made of, in the order read.
+_ADDRESS_PARTS = (_L2, _L3, _NUMBER, _REPEAT, _TYPE_LABEL, _TYPE_CODE, _STREET, _L5, _L6)
 
 
 def _resolve_header(names: Sequence[str]) -> ExtractionHeader:
@@ -494,6 +496,12 @@ def open_extraction(path: str | os.PathLike[str]) -> Iterator[ExtractionSource]:
 # --------------------------------------------------------------------------
 
 _LINE6 = re.compile(r"^(\d{5})(?:\s+(.+))?$")
+#: Every record field (but ``line_number``) with its empty value: a line's fields start here.
+_NO_FIELDS: dict[str, Any] = {
+    f.name: (() if f.name in ("address_lines", "extra") else None)
+    for f in fields(ExtractionRecord)
+    if f.name != "line_number"
+}
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -533,7 +541,23 @@ class ExtractionReader(Iterator[ExtractionRecord]):
             for i, (name, key) in enumerate(zip(names, self.header.fields, strict=True))
             if key is None and name
         )
-        self._iterator = self._run()
+        # Where each field is, so a line is read with two itemgetters: the record
+        # fields (a dict of the non-empty ones), then the parts of the postal
+        # address in a fixed order (a missing column reads the "" put at index
+        # ``width`` of every line).
+        column = {key: i for i, key in self._known}
+        self._field_keys = tuple(
+            key for _, key in self._known if key not in _ADDRESS_PARTS and key not in _REQUIRED
+        )
+        self._field_values = operator.itemgetter(
+            *(column[key] for key in self._field_keys), self._width
+        )
+        self._required = operator.itemgetter(column["bal_type"], column["address"])
+        self._address_parts = operator.itemgetter(
+            *(column.get(key, self._width) for key in _ADDRESS_PARTS)
+        )
+        self._fields = self._run()
+        self._iterator = (ExtractionRecord(**f, line_number=n) for n, f in self._fields)
 
     @property
     def stats(self) -> ExtractionStats:
@@ -556,6 +580,16 @@ class ExtractionReader(Iterator[ExtractionRecord]):
     def __next__(self) -> ExtractionRecord:
         return next(self._iterator)
 
+    def field_dicts(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The same stream as the records, as ``(line_number, {field: value})``.
+
+        Every field of :class:`ExtractionRecord` but ``line_number`` is a key
+        (None or ``()`` when absent), so ``ExtractionRecord(**d, line_number=n)``
+        is the record. The bulk importer reads this: it skips building a frozen
+        dataclass per line. Iterating the reader and this share one stream.
+        """
+        return self._fields
+
     def _report(self, line_number: int, reason: str, text: str) -> None:
         self._malformed += 1
         bad = Malformed(line_number, reason, text[:EXCERPT_CHARS])
@@ -571,7 +605,7 @@ class ExtractionReader(Iterator[ExtractionRecord]):
         self._physical += 1
         return raw.rstrip("\r\n")
 
-    def _run(self) -> Iterator[ExtractionRecord]:
+    def _run(self) -> Iterator[tuple[int, dict[str, Any]]]:
         expected = self._separators
         pending: tuple[int, str] | None = None
         while True:
@@ -612,7 +646,7 @@ class ExtractionReader(Iterator[ExtractionRecord]):
                 if size > MAX_RECORD_CHARS:
                     self._report(line_number, f"record over {MAX_RECORD_CHARS} characters", text)
                     continue
-            outcome = self._build(text, line_number)
+            outcome = self._build(text)
             if isinstance(outcome, str):
                 if parts > 1:
                     outcome += f" (over {parts} physical lines)"
@@ -623,10 +657,10 @@ class ExtractionReader(Iterator[ExtractionRecord]):
                 self._multi += 1
             if self._progress is not None and self._records % PROGRESS_EVERY == 0:
                 self._progress(self._records)
-            yield outcome
+            yield line_number, outcome
 
-    def _build(self, text: str, line_number: int) -> ExtractionRecord | str:
-        """The record, or the reason it is malformed."""
+    def _build(self, text: str) -> dict[str, Any] | str:
+        """The record's fields (see :meth:`field_dicts`), or why it is malformed."""
         # '|' never combines with a neighbour, so NFC of the whole line is NFC
         # of each field: one check per record instead of one per field.
         if not text.isascii() and not unicodedata.is_normalized("NFC", text):
@@ -636,18 +670,19 @@ class ExtractionReader(Iterator[ExtractionRecord]):
             raw.pop()  # a trailing '|' after the last column
         if len(raw) != self._width:
             return f"expected {self._width} fields, found {len(raw)}"
-        values = [v.strip() for v in raw]
-        if max(map(len, values)) > MAX_FIELD_CHARS:
+        values = list(map(str.strip, raw))
+        # No field can be longer than the whole line: most lines skip the scan.
+        if len(text) > MAX_FIELD_CHARS and max(map(len, values)) > MAX_FIELD_CHARS:
             index = next(i for i, v in enumerate(values) if len(v) > MAX_FIELD_CHARS)
             name = self.header.names[index] or f"column {index + 1}"
             return f"field {name!r} over {MAX_FIELD_CHARS} characters"
-        got: dict[str, Any] = {key: values[i] for i, key in self._known if values[i]}
-        bal_type = got.pop("bal_type", "").upper()
+        values.append("")  # what a column the header lacks reads
+        bal_type, address = self._required(values)
+        bal_type = bal_type.upper()
         if not bal_type:
             return "missing BAL type"
         if bal_type not in BAL_TYPES:
             return f"unknown BAL type {bal_type[:20]!r}"
-        address = got.pop("address", "")
         if not address:
             return "missing mailbox address"
         local, at, domain = address.rpartition("@")
@@ -657,21 +692,16 @@ class ExtractionReader(Iterator[ExtractionRecord]):
             return "address with an empty local part or domain"
         if _WHITESPACE.search(address):
             return "address contains whitespace"
-        street = " ".join(
-            v
-            for v in (
-                got.pop(_NUMBER, ""),
-                got.pop(_REPEAT, ""),
-                got.pop(_TYPE_LABEL, "") or got.pop(_TYPE_CODE, ""),
-                got.pop(_STREET, ""),
-            )
-            if v
+        got: dict[str, Any] = {
+            key: value
+            for key, value in zip(self._field_keys, self._field_values(values), strict=False)
+            if value
+        }
+        line2, line3, number, repeat, type_label, type_code, street, line5, line6 = (
+            self._address_parts(values)
         )
-        got.pop(_TYPE_CODE, None)
-        lines = tuple(
-            v for v in (got.pop(_L2, ""), got.pop(_L3, ""), street, got.pop(_L5, "")) if v
-        )
-        line6 = got.pop(_L6, "")
+        street = " ".join(filter(None, (number, repeat, type_label or type_code, street)))
+        lines = tuple(filter(None, (line2, line3, street, line5)))
         if line6:
             match = _LINE6.match(line6)
             if match:
@@ -680,15 +710,13 @@ class ExtractionReader(Iterator[ExtractionRecord]):
                     got.setdefault("city", match.group(2))
             else:
                 got.setdefault("city", line6)
-        extra = tuple((name, values[i]) for i, name in self._extra if values[i])
-        return ExtractionRecord(
-            bal_type=bal_type,
-            address=f"{local}@{domain.lower()}",
-            address_lines=lines,
-            extra=extra,
-            line_number=line_number,
-            **got,
-        )
+        record = _NO_FIELDS.copy()
+        record.update(got)
+        record["bal_type"] = bal_type
+        record["address"] = f"{local}@{domain.lower()}"
+        record["address_lines"] = lines
+        record["extra"] = tuple((name, values[i]) for i, name in self._extra if values[i])
+        return record
 
 
 def read_extraction(
