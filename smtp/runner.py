@@ -250,7 +250,11 @@ class QueueRunner:
                 await job
 
         jobs = [bounded(self._deliver_local(w)) for w in local]
-        jobs += [bounded(self._deliver_group(domain, rows)) for (_, domain), rows in remote.items()]
+        sites: dict[str, asyncio.Future[Outcome | None]] = {}
+        jobs += [
+            bounded(self._deliver_group(domain, rows, sites))
+            for (_, domain), rows in remote.items()
+        ]
         jobs += [bounded(self._deliver_notification(w)) for w in notifications]
         await asyncio.gather(*jobs)
         return len(batch)
@@ -448,26 +452,54 @@ class QueueRunner:
             smtputf8=message.smtputf8,
         )
 
-    async def _deliver_group(self, domain: str, rows: list[Work]) -> None:
-        outbound = await self._outbound(rows)
-        if outbound is None:
-            return
-        outcomes = await self.deliver_remote(domain, outbound)
+    async def _deliver_group(
+        self, domain: str, rows: list[Work], sites: dict[str, asyncio.Future[Outcome | None]]
+    ) -> None:
+        """Send one message to its recipients in ``domain``.
+
+        Within one pass, the first message to a domain goes alone: if none
+        of the domain's servers answers (4.4.1), the others of the pass are
+        deferred with the same outcome instead of each trying in turn (like
+        Postfix's dead-destination handling); else they go in parallel.
+        """
+        probe = sites.get(domain)
+        if probe is not None:
+            unreachable = await asyncio.shield(probe)
+            if unreachable is not None:
+                await asyncio.gather(*(self._record(work, unreachable) for work in rows))
+                return
+        else:
+            probe = sites[domain] = asyncio.get_running_loop().create_future()
+        try:
+            outbound = await self._outbound(rows)
+            if outbound is None:
+                return
+            outcomes = await self.deliver_remote(domain, outbound)
+            if outcomes and all(o.status == "4.4.1" for o in outcomes) and not probe.done():
+                probe.set_result(Outcome("temporary", "4.4.1", outcomes[0].text))
+        finally:
+            if not probe.done():
+                probe.set_result(None)  # the domain answered (or we could not tell): go on
         await self._record_outcomes(rows, outcomes)
 
     async def _record_outcomes(self, rows: list[Work], outcomes: list[RecipientOutcome]) -> None:
-        for work, result in zip(rows, outcomes, strict=True):
-            await self._record(
-                work,
-                Outcome(
-                    result.kind,
-                    result.status,
-                    result.text,
-                    result.remote_mta,
-                    result.code,
-                    result.relayed,
-                ),
+        """One record per recipient, all in the same group commit."""
+        await asyncio.gather(
+            *(
+                self._record(
+                    work,
+                    Outcome(
+                        result.kind,
+                        result.status,
+                        result.text,
+                        result.remote_mta,
+                        result.code,
+                        result.relayed,
+                    ),
+                )
+                for work, result in zip(rows, outcomes, strict=True)
             )
+        )
 
     # ------------------------------------------------------------------ outcomes
 

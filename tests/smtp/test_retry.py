@@ -164,3 +164,29 @@ async def test_delay_notice_then_expiry(pair: Pair, node_a) -> None:
     fields = _dsn_fields(reports[-1])
     assert (fields["Action"], fields["Status"]) == ("failed", "4.4.7")
     assert _rows(runtime) == []
+
+
+async def test_an_unreachable_domain_is_tried_once_per_pass(pair: Pair, node_a) -> None:
+    runtime, runner, clock = node_a
+    if pair.b.node is not None:
+        pair.b.node.stop()
+    for n in range(5):
+        _enqueue(runtime, NewRecipient("bob@b.test"), envid=f"dead-{n}")
+    tried: list[str] = []
+    deliver = runner.deliver_remote
+
+    async def counting(domain, message):  # type: ignore[no-untyped-def]
+        tried.append(domain)
+        return await deliver(domain, message)
+
+    runner.deliver_remote = counting
+    assert await runner.run_once() == 5
+    assert tried == ["b.test"], "the first message found nobody: the rest wait for next time"
+    rows = _rows(runtime)
+    assert len(rows) == 5
+    assert all(attempts == 1 and status and "4.4.1" in status for _, attempts, _, status, _ in rows)
+    pair.b.start()
+    clock.advance(timedelta(seconds=70))
+    assert await runner.run_once() == 5
+    assert tried.count("b.test") == 6, "B answers again: every message goes"
+    assert _rows(runtime) == []
