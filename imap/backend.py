@@ -12,12 +12,13 @@ client is told exactly what vanished since the MODSEQ it last saw.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, or_, select, update
 
 from mssante import index
 from mssante.index import Mailbox, MailboxExists, MailboxNotFound, normalise_name
@@ -27,6 +28,7 @@ from mssante.store import BlobRef
 __all__ = [
     "SEPARATOR",
     "Change",
+    "MailboxSums",
     "MessageRow",
     "copy_messages",
     "create",
@@ -34,9 +36,12 @@ __all__ = [
     "expunge",
     "highest_modseq",
     "quota_usage",
+    "raw_rows",
     "rename",
     "rows",
+    "save_cache",
     "save_structure",
+    "selected_state",
     "status_counts",
     "store_flags",
     "take_recent",
@@ -67,6 +72,8 @@ class MessageRow:
     flags: frozenset[str]
     modseq: int
     structure: str | None
+    envelope: bytes | None = None  # the rest of the cache (imap.cache), filled with structure
+    subject: str | None = None
 
 
 def highest_modseq(conn: Connection, mailbox_id: int) -> int | None:
@@ -85,6 +92,56 @@ def snapshot(conn: Connection, mailbox_id: int) -> list[Change]:
         .order_by(mailbox_messages.c.uid)
     )
     return [Change(uid, frozenset(flags.split()), modseq) for uid, flags, modseq in result]
+
+
+def raw_rows(conn: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
+    """All rows of a query as the driver returns them: plain tuples, no type processing.
+
+    For the whole-mailbox reads (100,000 rows), where SQLAlchemy's per-row
+    result processing costs more than the query. Columns must not need
+    conversion (integers, text, binary), or be converted by the caller. Runs
+    on the connection's own DBAPI cursor, inside its transaction.
+    """
+    # render_postcompile: IN (…) lists become one parameter per value, as a driver takes them
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if conn.dialect.positional:
+        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def selected_state(
+    conn: Connection, mailbox_id: int
+) -> tuple[list[int], dict[int, frozenset[str]], dict[int, int]]:
+    """SELECT's load: UIDs ascending, and flags and MODSEQ by UID.
+
+    The same as :func:`snapshot` without a :class:`Change` per message: a
+    mailbox of 100,000 messages has a handful of distinct flag sets, each
+    built once and shared.
+    """
+    result = raw_rows(
+        conn,
+        select(mailbox_messages.c.uid, mailbox_messages.c.flags, mailbox_messages.c.modseq)
+        .where(mailbox_messages.c.mailbox_id == mailbox_id)
+        .order_by(mailbox_messages.c.uid),
+    )
+    uids: list[int] = []
+    flags: dict[int, frozenset[str]] = {}
+    modseqs: dict[int, int] = {}
+    shared: dict[str, frozenset[str]] = {}
+    for uid, text, modseq in result:
+        found = shared.get(text)
+        if found is None:
+            found = shared[text] = frozenset(text.split())
+        uids.append(uid)
+        flags[uid] = found
+        modseqs[uid] = modseq
+    return uids, flags, modseqs
 
 
 def changes_since(
@@ -265,7 +322,55 @@ def _row(r: Any) -> MessageRow:
         flags=frozenset(r.flags.split()),
         modseq=r.modseq,
         structure=r.structure,
+        envelope=r.envelope,
+        subject=r.subject,
     )
+
+
+def envelopes(
+    conn: Connection, mailbox_id: int, uids: Sequence[int]
+) -> list[tuple[int, int, str, bytes | None]]:
+    """``(uid, row id, blob sha256, cached ENVELOPE or None)`` of these UIDs, in UID order.
+
+    Many UIDs are read as one range (and filtered here) rather than as
+    ``IN (…)`` chunks: ``FETCH 1:*`` of 100,000 messages is one indexed scan.
+    """
+    if not uids:
+        return []
+    columns = (
+        mailbox_messages.c.uid,
+        mailbox_messages.c.id,
+        mailbox_messages.c.blob_sha256,
+        mailbox_messages.c.envelope,
+    )
+    ordered = sorted(uids)
+    found: list[tuple[int, int, str, bytes | None]]
+    if len(ordered) <= _CHUNK:
+        result = conn.execute(
+            select(*columns).where(
+                mailbox_messages.c.mailbox_id == mailbox_id, mailbox_messages.c.uid.in_(ordered)
+            )
+        )
+        found = [(r[0], r[1], r[2], r[3]) for r in result.all()]
+    else:
+        wanted = set(ordered)
+        rows = raw_rows(
+            conn,
+            select(*columns).where(
+                mailbox_messages.c.mailbox_id == mailbox_id,
+                mailbox_messages.c.uid >= ordered[0],
+                mailbox_messages.c.uid <= ordered[-1],
+            ),
+        )
+        found = [(r[0], r[1], r[2], r[3]) for r in rows if r[0] in wanted]
+    found.sort(key=lambda r: r[0])
+    return found
+
+
+def save_cache(conn: Connection, entries: dict[int, dict[str, Any]]) -> None:
+    """Write cache columns (:mod:`imap.cache`) by row id; the bytes never change, so no race."""
+    for row_id, values in entries.items():
+        conn.execute(update(mailbox_messages).where(mailbox_messages.c.id == row_id).values(values))
 
 
 def save_structure(conn: Connection, structures: dict[int, str]) -> None:
@@ -287,7 +392,8 @@ def copy_messages(
         flags = row.flags - {"\\Recent"}
         entry = index.append(conn, target, row.blob, internal_date=row.internal_date, flags=flags)
         if row.structure is not None:
-            save_structure(conn, {entry.id: row.structure})
+            cached = {"structure": row.structure, "envelope": row.envelope, "subject": row.subject}
+            save_cache(conn, {entry.id: cached})
         pairs.append((row.uid, entry.uid))
     return pairs
 
@@ -378,8 +484,61 @@ def status_counts(conn: Connection, mailbox_id: int) -> tuple[int, int, int, int
     return int(total), int(total) - seen, deleted, int(size)
 
 
-def quota_usage(conn: Connection, owner: str) -> tuple[int, int]:
-    """(bytes, messages) stored in all the mailboxes of one owner: the QUOTA root."""
+class MailboxSums:
+    """Bytes and messages of each mailbox, stamped with its UIDVALIDITY and HIGHESTMODSEQ.
+
+    Every change of a mailbox's messages (append, copy, expunge, retention)
+    moves its HIGHESTMODSEQ, and a message's size never changes: a sum whose
+    stamp is the mailbox's current one is still right, on any node (the
+    UIDVALIDITY tells a new mailbox that reuses a deleted one's id). Thread-safe.
+    So an APPEND's quota check sums again only the mailboxes that changed,
+    not the 100,000 messages of an untouched INBOX.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._sums: dict[int, tuple[tuple[int, int], int, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, mailbox_id: int, stamp: tuple[int, int]) -> tuple[int, int] | None:
+        with self._lock:
+            found = self._sums.get(mailbox_id)
+        if found is None or found[0] != stamp:
+            return None
+        return found[1], found[2]
+
+    def put(self, mailbox_id: int, stamp: tuple[int, int], size: int, count: int) -> None:
+        with self._lock:
+            if len(self._sums) >= self.max_entries and mailbox_id not in self._sums:
+                self._sums.pop(next(iter(self._sums)))  # the oldest entry
+            self._sums[mailbox_id] = (stamp, size, count)
+
+
+def quota_usage(conn: Connection, owner: str, sums: MailboxSums | None = None) -> tuple[int, int]:
+    """(bytes, messages) stored in all the mailboxes of one owner: the QUOTA root.
+
+    With ``sums``, per-mailbox totals whose HIGHESTMODSEQ has not moved are reused.
+    """
+    if sums is not None:
+        used = count = 0
+        boxes = conn.execute(
+            select(mailboxes.c.id, mailboxes.c.uidvalidity, mailboxes.c.highestmodseq).where(
+                mailboxes.c.owner == owner
+            )
+        ).all()
+        for box_id, uidvalidity, modseq in boxes:
+            found = sums.get(box_id, (uidvalidity, modseq))
+            if found is None:
+                size, messages = conn.execute(
+                    select(func.coalesce(func.sum(mailbox_messages.c.size), 0), func.count()).where(
+                        mailbox_messages.c.mailbox_id == box_id
+                    )
+                ).one()
+                found = int(size), int(messages)
+                sums.put(box_id, (uidvalidity, modseq), *found)
+            used += found[0]
+            count += found[1]
+        return used, count
     used, count = conn.execute(
         select(func.coalesce(func.sum(mailbox_messages.c.size), 0), func.count())
         .select_from(mailbox_messages.join(mailboxes))

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 
 from sqlalchemy import Connection
 
-from imap import backend
+from imap import backend, cache
 from imap.fetch import apply_partial
 from imap.grammar import (
     Atom,
@@ -32,7 +32,6 @@ from imap.state import (
     Bad,
     No,
     SessionState,
-    structure_json,
     word_of,
 )
 from imap.urls import MessageUrl, parse_message_url
@@ -66,7 +65,7 @@ class AppendCommands(SessionState):
         await self._check_quota(sum(len(d) for _, _, d in messages))
         stored = await asyncio.to_thread(
             lambda: [
-                (flags, date, self.context.store.put(data), structure_json(parse_message(data)))
+                (flags, date, self.context.store.put(data), cache.columns(data))
                 for flags, date, data in messages
             ]
         )
@@ -76,9 +75,9 @@ class AppendCommands(SessionState):
             if current is None:
                 raise MailboxNotFound(name)
             uids = []
-            for flags, date, blob, structure in stored:
+            for flags, date, blob, cached in stored:
                 entry = index.append(conn, current, blob, internal_date=date, flags=flags)
-                backend.save_structure(conn, {entry.id: structure})
+                backend.save_cache(conn, {entry.id: cached})
                 uids.append(entry.uid)
             return uids
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-from imap import backend, listing
-from imap.backend import SEPARATOR, Change
+from imap import backend, listing, states
+from imap.backend import SEPARATOR
 from imap.grammar import (
     Atom,
     Command,
@@ -58,11 +58,13 @@ class MailboxCommands(SessionState):
         assert self.user is not None
         user, rev2 = self.user, self.rev2
 
-        def load(conn: Connection) -> tuple[Mailbox, list[Change], tuple[int, int], int] | None:
+        def load(conn: Connection) -> tuple[Mailbox, SelectedView, tuple[int, int], int] | None:
             mailbox = index.get_mailbox(conn, user, name)
             if mailbox is None:
                 return None
-            messages = backend.snapshot(conn, mailbox.id)
+            state = states.load(conn, mailbox, self.context.states)
+            uids, flags = state.uids, state.flags
+            view = SelectedView.from_state(mailbox, readonly, uids, flags, state.modseqs)
             # EXAMINE shows \\Recent without taking it from the next read-write
             # session; IMAP4rev2 has no \\Recent at all (RFC 9051 appendix E).
             if rev2:
@@ -71,14 +73,13 @@ class MailboxCommands(SessionState):
                 recent = (mailbox.recent_uid, mailbox.uidnext)
             else:
                 recent = backend.take_recent(conn, mailbox.id, mailbox.uidnext)
-            unseen_uid = next((m.uid for m in messages if "\\Seen" not in m.flags), 0)
-            return mailbox, messages, recent, unseen_uid
+            unseen_uid = next((u for u in uids if "\\Seen" not in flags[u]), 0)
+            return mailbox, view, recent, unseen_uid
 
         loaded = await self.db_write(load)
         if loaded is None:
             raise No("Mailbox does not exist", "NONEXISTENT")
-        mailbox, messages, recent, unseen_uid = loaded
-        view = SelectedView.load(mailbox, readonly=readonly, messages=messages)
+        mailbox, view, recent, unseen_uid = loaded
         view.condstore = self.condstore
         view.qresync = self.qresync
         view.recent.update(u for u in view.uids if recent[0] <= u < recent[1])
@@ -353,7 +354,8 @@ class MailboxCommands(SessionState):
     async def _quota_line(self) -> None:
         assert self.user is not None
         user = self.user
-        used, _ = await self.db_read(lambda conn: backend.quota_usage(conn, user))
+        sums = self.context.sums
+        used, _ = await self.db_read(lambda conn: backend.quota_usage(conn, user, sums))
         # RFC 9208 counts STORAGE in units of 1024 octets.
         self.untagged(
             f'QUOTA "" (STORAGE {(used + 1023) // 1024} {self.context.quota_bytes // 1024})'

@@ -13,10 +13,13 @@ the mailbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+from imap.cache import split_subject
 from imap.mime import (
     Part,
     header_values,
@@ -41,12 +44,24 @@ class ContentCache:
         self._key: tuple[str, bool] | None = None
         self._value: tuple[bytes, Part] | None = None
 
-    def get(self, sha256: str, *, whole: bool) -> tuple[bytes, Part]:
-        """The message's bytes (``whole``) or its header block, and their parse."""
+    def get(self, sha256: str, *, whole: bool, structure: str | None = None) -> tuple[bytes, Part]:
+        """The message's bytes (``whole``) or its header block, and their parse.
+
+        ``structure``: the index's cached parse of the whole message (JSON of
+        :class:`imap.mime.Part`), used instead of parsing it again when given.
+        """
         if self._value is not None and self._key in ((sha256, True), (sha256, whole)):
             return self._value
         data = self._store.read(sha256) if whole else self._head(sha256)
-        self._key, self._value = (sha256, whole), (data, parse_message(data))
+        root = None
+        if whole and structure is not None:
+            try:
+                root = Part.from_json(json.loads(structure))
+            except ValueError:  # a damaged cache entry: the message is the truth
+                root = None
+        if root is None or root.body_end != len(data):
+            root = parse_message(data)
+        self._key, self._value = (sha256, whole), (data, root)
         return self._value
 
     def _head(self, sha256: str) -> bytes:
@@ -67,18 +82,71 @@ class ContentCache:
         return self._store.read(sha256) if len(data) > _HEADER_LIMIT else bytes(data)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LazyMessage:
-    seq: int
-    uid: int
-    flags: frozenset[str]
-    internal_date: datetime
-    size: int
-    modseq: int
-    sha256: str
-    cache: ContentCache
+    """One message for SEARCH, SORT and THREAD: index facts, content read on demand.
+
+    A plain class with slots rather than a frozen dataclass: a search builds
+    one per message of the mailbox, 100,000 of them. The internal date is
+    kept as the database gave it (``date_raw``) and converted by ``convert``
+    on first use, since most searches never look at it.
+    """
+
+    __slots__ = (
+        "_date",
+        "cache",
+        "convert",
+        "date_raw",
+        "flags",
+        "modseq",
+        "seq",
+        "sha256",
+        "size",
+        "structure",
+        "subject",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        uid: int,
+        flags: frozenset[str],
+        size: int,
+        modseq: int,
+        sha256: str,
+        cache: ContentCache,
+        internal_date: datetime | None = None,
+        date_raw: Any = None,
+        convert: Callable[[Any], datetime] | None = None,
+        subject: str | None = None,
+        structure: str | None = None,
+    ) -> None:
+        self.seq = seq
+        self.uid = uid
+        self.flags = flags
+        self.size = size
+        self.modseq = modseq
+        self.sha256 = sha256
+        self.cache = cache
+        self._date = internal_date
+        self.date_raw = date_raw
+        self.convert = convert
+        #: The index's cache of the decoded Subject values (:mod:`imap.cache`), None if absent.
+        self.subject = subject
+        #: The index's cached MIME structure (JSON), when the search reads bodies.
+        self.structure = structure
+
+    @property
+    def internal_date(self) -> datetime:
+        if self._date is None:
+            assert self.convert is not None
+            self._date = self.convert(self.date_raw)
+        return self._date
 
     def header(self, name: str) -> list[str]:
+        if self.subject is not None and name.lower() == "subject":
+            return split_subject(self.subject)
         data, root = self.cache.get(self.sha256, whole=False)
         return header_values(data, root, name)
 
@@ -87,7 +155,7 @@ class LazyMessage:
         return section_bytes(data, root, parse_section("HEADER")).decode("utf-8", "replace")
 
     def body_text(self) -> str:
-        data, root = self.cache.get(self.sha256, whole=True)
+        data, root = self.cache.get(self.sha256, whole=True, structure=self.structure)
         return text_content(data, root)
 
     def sent_date(self) -> datetime | None:

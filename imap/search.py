@@ -101,6 +101,7 @@ __all__ = [
     "parse_keys",
     "parse_return",
     "parse_search",
+    "required_texts",
     "saved_uids",
     "search_response",
     "sequence_text",
@@ -804,7 +805,9 @@ def _header_test(key: HeaderKey) -> Predicate:
 def _text_test(key: TextKey) -> Predicate:
     text = key.text
     if key.headers:
-        return lambda m: text in casemap(m.headers_text()) or text in casemap(m.body_text())
+        # The body first: reading it parses the whole message, whose header block
+        # then comes for free (the other way round parses the message twice).
+        return lambda m: text in casemap(m.body_text()) or text in casemap(m.headers_text())
     return lambda m: text in casemap(m.body_text())
 
 
@@ -842,6 +845,23 @@ def _compile(key: Key, ctx: SearchContext) -> Predicate:
             return lambda m: first(m) and second(m)
         return lambda m: all(t(m) for t in tests)
     return lambda m: any(t(m) for t in tests)
+
+
+def required_texts(key: Key, field: str) -> list[str]:
+    """Casemapped strings that the (non-address) header ``field`` must contain for ``key``
+    to match: those of its non-empty header keys joined by AND at the top.
+
+    A caller that can test them cheaply (the index caches the Subject) may
+    leave out the messages failing one before evaluating the program.
+    """
+    keys = key.keys if isinstance(key, AndKey) else (key,)
+    out: list[str] = []
+    for k in keys:
+        if isinstance(k, AndKey):
+            out += required_texts(k, field)
+        elif isinstance(k, HeaderKey) and not k.address and k.text and k.name.lower() == field:
+            out.append(k.text)
+    return out
 
 
 def matching(

@@ -67,6 +67,9 @@ class SelectedView:
     #: Set by ENABLE CONDSTORE/QRESYNC or a CONDSTORE-using command: MODSEQ in FETCH.
     condstore: bool = False
     qresync: bool = False
+    #: ``uids``, ``flags`` and ``modseqs`` belong to a shared cached state
+    #: (:mod:`imap.states`): copied before the first change.
+    shared: bool = False
 
     @classmethod
     def load(cls, mailbox: Mailbox, *, readonly: bool, messages: Sequence[Change]) -> SelectedView:
@@ -84,6 +87,40 @@ class SelectedView:
             view.flags[change.uid] = change.flags
             view.modseqs[change.uid] = change.modseq
         return view
+
+    @classmethod
+    def from_state(
+        cls,
+        mailbox: Mailbox,
+        readonly: bool,
+        uids: list[int],
+        flags: dict[int, frozenset[str]],
+        modseqs: dict[int, int],
+    ) -> SelectedView:
+        """A view over a mailbox state's lists, shared until the view first changes them."""
+        return cls(
+            mailbox.id,
+            mailbox.owner,
+            mailbox.name,
+            readonly,
+            mailbox.uidvalidity,
+            mailbox.highestmodseq,
+            uids=uids,
+            flags=flags,
+            modseqs=modseqs,
+            keywords=mailbox.keywords,
+            shared=True,
+        )
+
+    def _own(self) -> None:
+        """Copy the shared lists before changing them (copy on write)."""
+        if self.shared:
+            self.uids, self.flags, self.modseqs = (
+                list(self.uids),
+                dict(self.flags),
+                dict(self.modseqs),
+            )
+            self.shared = False
 
     # ------------------------------------------------------------------ lookups
 
@@ -153,6 +190,9 @@ class SelectedView:
         HIGHESTMODSEQ is left alone: changes by others committed before ours
         have lower MODSEQs, and the next :meth:`sync` must still read them.
         """
+        changes = list(changes)
+        if changes:
+            self._own()
         for change in changes:
             if change.uid in self.flags:
                 self.flags[change.uid] = change.flags
@@ -170,6 +210,8 @@ class SelectedView:
 
         New UIDs are returned so a read-write session can claim \\Recent for them.
         """
+        if changes or (announce_expunges and (expunged or self.expunged)):
+            self._own()
         out: list[Untagged] = []
         for uid, modseq in expunged:
             self.highestmodseq = max(self.highestmodseq, modseq)
@@ -225,6 +267,7 @@ class SelectedView:
         ]
 
     def _announce_expunges(self) -> list[Untagged]:
+        self._own()
         gone = sorted(self.expunged)
         out: list[Untagged] = []
         if self.qresync:

@@ -37,6 +37,7 @@ from imap.mime import (
     Part,
 )
 from imap.selected import OutOfRange, SelectedView
+from imap.states import MailboxStates
 from mssante import index
 from mssante.authn import Authenticator
 from mssante.clock import Clock
@@ -106,6 +107,10 @@ class SessionContext:
     idle_timeout: float = 30 * 60.0
     external_allowed: Callable[[x509.Certificate], Awaitable[bool]] | None = None
     on_seen: list[SeenHook] = field(default_factory=list)
+    #: The mailboxes' last loaded states, shared by this process's sessions (SELECT).
+    states: MailboxStates = field(default_factory=MailboxStates)
+    #: Per-mailbox sizes for the quota checks, shared by this process's sessions.
+    sums: backend.MailboxSums = field(default_factory=backend.MailboxSums)
 
 
 class Refused(Exception):
@@ -259,7 +264,8 @@ class SessionState:
     async def _check_quota(self, adding: int) -> None:
         assert self.user is not None
         user = self.user
-        used, _ = await self.db_read(lambda conn: backend.quota_usage(conn, user))
+        sums = self.context.sums
+        used, _ = await self.db_read(lambda conn: backend.quota_usage(conn, user, sums))
         if used + adding > self.context.quota_bytes:
             raise No("Mailbox storage quota exceeded", "OVERQUOTA")
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -110,6 +111,10 @@ mailbox_messages = Table(
     # The parsed MIME structure as JSON (imap.mime.Part), filled on first use:
     # ENVELOPE and BODYSTRUCTURE never re-read the message once it is there.
     Column("structure", Text, nullable=True),
+    # Also filled with the structure (imap.cache): the ENVELOPE as sent, and the
+    # decoded Subject values for SEARCH; NULL until computed.
+    Column("envelope", LargeBinary, nullable=True),
+    Column("subject", Text, nullable=True),
     UniqueConstraint("mailbox_id", "uid"),
     Index(None, "mailbox_id", "modseq"),
     Index(None, "blob_sha256"),
