@@ -7,6 +7,7 @@ DATA   ?= ./data
 BIN    := $(VENV)/bin
 
 .PHONY: serve test lint typecheck pytest bench bench-imap bench-smtp bench-memory clean
+.PHONY: bench-relay bench-smtp-memory bench-bridge
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,21 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/imap_bench.py
 	$(BIN)/python bench/smtp_bench.py
 	$(BIN)/python bench/memory_bench.py
+	$(BIN)/python bench/relay_bench.py
+	$(BIN)/python bench/smtp_memory_bench.py
+	$(BIN)/python bench/bridge_bench.py
+
+# Relay end to end between two of our nodes, against Postfix -> Postfix (installed if absent).
+bench-relay: $(VENV)/.installed-test
+	$(BIN)/python bench/relay_bench.py
+
+# Memory per idle SMTP session (after STARTTLS) against a throwaway Postfix.
+bench-smtp-memory: $(VENV)/.installed-test
+	$(BIN)/python bench/smtp_memory_bench.py
+
+# The envoi-en-Y bridge: XDM+CDA packages validated and deposited per second (no reference).
+bench-bridge: $(VENV)/.installed-test
+	$(BIN)/python bench/bridge_bench.py
 
 # Memory per idle IMAP connection against a throwaway Dovecot (installed if absent).
 bench-memory: $(VENV)/.installed-test

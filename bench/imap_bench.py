@@ -1,73 +1,73 @@
-"""IMAP server on one big mailbox: SELECT, FETCH FLAGS and SEARCH on N messages.
+"""IMAP on one big mailbox, ours against Dovecot: SELECT, FETCH, SEARCH, APPEND, logins.
 
-    .venv/bin/python bench/imap_bench.py [--messages 100000] [--distinct 500]
-        [--database-url postgresql+psycopg://...] [--full-search-limit 300] [--repeat 3]
+    .venv/bin/python bench/imap_bench.py [--messages 100000] [--distinct 500] [--rounds 3]
+        [--appends 2000] [--clients 20] [--sessions 200] [--limit 120]
+        [--database-url postgresql+psycopg://...] [--no-reference]
 
-Makes a demo node (``mssante init --demo`` in a scratch directory under
-``bench/.work``; SQLite unless ``--database-url``), one PER BAL, and fills its
-INBOX directly, not through IMAP APPEND:
+The same N messages (the same bytes, flags and internal dates, in the same
+UID order) go into the INBOX of both servers, once per run:
 
-* ``--distinct`` different messages (default 500) are stored once each with
-  ``runtime.store.put`` (encrypted, fsynced, content-addressed); the N index
-  rows reuse them in turn. Each distinct message has its own Subject,
-  Message-ID and size: 70 % are text/plain of 1-6 KB, 30 % multipart/mixed
-  with a 20-120 KB PDF-like attachment (about 30 KB on average). Reusing blobs
-  keeps the fill short; it also means the few MB of blobs stay in the page
-  cache, so searches that read messages see a warm store.
-* the N rows go in with one executemany ``insert(mailbox_messages)`` in one
-  transaction: UIDs 1..N, MODSEQ 2..N+1, internal dates in UID order over one
-  year (1-Dec-2025 to 1-Dec-2026), 30 % ``\\Seen`` and 5 % ``\\Flagged``
-  (independent, seeded), the last 10 messages ``\\Recent``; then the mailbox
-  row's UIDNEXT / HIGHESTMODSEQ are set to match.
+* ``--distinct`` different messages (default 500), each with its own
+  Subject, Message-ID and size: 70 % text/plain of 1-6 KB, 30 %
+  multipart/mixed with a 20-120 KB PDF-like attachment (about 30 KB on
+  average); one in ten has the word searched by TEXT in its body. The N
+  messages reuse them in turn; 30 % are ``\\Seen`` and 5 % ``\\Flagged``
+  (seeded), internal dates spread over one year in UID order.
+* ours: a demo node (``mssante init --demo`` under ``bench/.work``; SQLite
+  unless ``--database-url``) with one PER BAL. The distinct messages are
+  stored once each with ``runtime.store.put`` (encrypted, fsynced,
+  content-addressed, as a delivery stores them) together with their index
+  cache columns (``imap.cache``: what IMAP APPEND writes with the row; a
+  message delivered by SMTP gets them on its first FETCH or SEARCH); the N
+  index rows go in with one executemany ``insert(mailbox_messages)``.
+* Dovecot 2.3 (``bench/refservers.py``): a private instance, ``sdbox``
+  storage, the N messages through ``doveadm import`` (Dovecot's own save
+  path: one file per message). Its passwords are ``ARGON2ID`` hashes like
+  ours (a login costs both servers an Argon2 check).
 
-The node then runs as a ``mssante serve`` subprocess (as in production) and
-one ``imaplib`` client over implicit TLS (the demo ``imaps`` port) times, to
-the tagged OK:
+Then rounds alternate ours / Dovecot (``--rounds``, default 3). Each round
+restarts the server (ours: a new ``mssante serve`` process; Dovecot: its
+processes, and its ``dovecot.index.cache`` of the INBOX is deleted, so that
+its first ENVELOPE and SUBJECT read the messages as after a fill), then
+times over implicit TLS, to the tagged OK, with a client that reads the bytes
+without parsing them (so the figure is the server's, not imaplib's):
 
-* LOGIN (an Argon2 check) and SELECT INBOX;
-* ``UID FETCH 1:* (FLAGS)``, through imaplib and again on a second, hand-driven
-  TLS connection (EXAMINE) that does not parse the lines: the difference is
-  imaplib's cost, and that connection also gives the time to the first byte;
-* ``UID SEARCH UNSEEN``, ``UID SEARCH FLAGGED SINCE 1-Jun-2026`` and
-  ``UID SEARCH UID N/2:*``, which the index answers without opening a message;
-* ``FETCH 1:1000 (ENVELOPE)``: once, when the server parses the messages and
-  caches their MIME structure in the index (written in the background after
-  the OK: the bench waits for that commit), then again reading the cache;
-* ``UID SEARCH SUBJECT``, which reads and parses every message it is asked
-  about: timed on 10,000 messages (``UID SEARCH UID 1:10000 SUBJECT …``; the
-  cheap UID key is evaluated first, so only those are read), and on the whole
-  mailbox only when that figure extrapolates to at most
-  ``--full-search-limit`` seconds (default 300).
+* ``SELECT INBOX`` (the first after the restart, then again);
+* ``UID FETCH 1:* (FLAGS)``;
+* ``UID FETCH 1:* (ENVELOPE)``, the first after the restart and again;
+* ``UID SEARCH SUBJECT …`` (first and again) and ``UID SEARCH TEXT …``
+  (a word in one message body of ten; no full-text index on either side);
+* APPEND rate: ``--appends`` distinct 5 KB messages (default 2,000), one
+  connection, one after the other (``LITERAL+``), into another folder so
+  the INBOX keeps its N messages; at most ``--limit`` seconds;
+* LOGIN + SELECT INBOX + LOGOUT: ``--sessions`` sessions (default 200), each
+  on a new TLS connection, by ``--clients`` concurrent clients (default 20);
+  at most ``--limit`` seconds.
 
-Operations that can be repeated run ``--repeat`` times (default 3): the
-median is shown with the range. Each line also gives messages/s, the number of
-responses, and the CPU seconds the server process (``/proc/PID/stat``) and
-this client spent per run; the server's RSS is read from ``/proc/PID/status``
-after LOGIN, SELECT and FETCH, with the peak (VmHWM) at the end. The fill time
-is reported separately. A ratio against Dovecot belongs here; without Dovecot
-installed the bench says so rather than print a figure. Not a test: nothing
-is asserted about timings.
+The answers are checked (EXISTS, number of FETCH responses, the same SEARCH
+hits on both servers). The table (median, min–max, ratio ours/Dovecot) is
+printed and written to ``docs/benchmarks.md``. Not a test: nothing is
+asserted about timings. ``--no-reference`` runs ours alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
-import imaplib
 import itertools
 import random
 import re
 import secrets
-import shutil
+import shlex
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -75,7 +75,7 @@ from email.policy import SMTP
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, update
 
 from annuaire.bal import BalSpec, add_bal, remove_bal, set_password
 from annuaire.identifiers import luhn_key
@@ -86,11 +86,13 @@ from mssante.datadir import DEMO_DOMAIN, DEMO_PORTS
 from mssante.schema import mailbox_messages, mailboxes
 
 from benchlib import Server, work_dir
+from compare import Figures, alternate, machine, markdown, summarise, write_section
 
 PASSWORD = "bench password, long enough"
 FIRST_DATE = datetime(2025, 12, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)
 SUBJECT_WORD = "biologie"  # in one subject template of eight
+TEXT_WORD = "glycemie"  # in the body of one distinct message of ten
 SUBJECTS = (
     "Compte rendu de consultation",
     "Résultats de biologie",
@@ -107,9 +109,6 @@ WORDS = (
     "radiographie", "thorax", "normale", "antécédents", "allergie", "posologie", "comprimés",
     "matin", "soir", "surveillance",
 )  # fmt: skip
-
-# imaplib refuses lines over 1 MB; a SEARCH answer on a big mailbox is longer.
-imaplib._MAXLINE = 256 << 20  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- the node
@@ -172,8 +171,10 @@ def make_messages(distinct: int, owner: str, rng: random.Random) -> list[bytes]:
         msg["Subject"] = f"{SUBJECTS[i % len(SUBJECTS)]} n°{i}"
         msg["Date"] = (FIRST_DATE + YEAR * i / distinct).strftime("%a, %d %b %Y %H:%M:%S +0000")
         msg["Message-ID"] = f"<bench.{i}.{secrets.token_hex(6)}@hopital.{DEMO_DOMAIN}>"
-        words = rng.randrange(150, 900)
-        text = " ".join(rng.choice(WORDS) for _ in range(words))
+        words = [rng.choice(WORDS) for _ in range(rng.randrange(150, 900))]
+        if i % 10 == 3:
+            words.insert(rng.randrange(len(words)), TEXT_WORD)
+        text = " ".join(words)
         msg.set_content("\n".join(text[k : k + 72] for k in range(0, len(text), 72)))
         if rng.random() < 0.30:
             pdf = b"%PDF-1.4\n" + rng.randbytes(rng.randrange(20_000, 120_000))
@@ -182,345 +183,375 @@ def make_messages(distinct: int, owner: str, rng: random.Random) -> list[bytes]:
     return out
 
 
-@dataclass
-class Fill:
-    blobs_seconds: float
-    blob_bytes: int
-    rows_seconds: float
-    mailbox_bytes: int
+@dataclass(frozen=True)
+class Plan:
+    """The mailbox both servers get: message ``uid`` is ``messages[blob[uid - 1]]``."""
+
+    messages: list[bytes]
+    blob: list[int]
+    flags: list[tuple[str, ...]]
+    dates: list[datetime]
+
+    @property
+    def count(self) -> int:
+        return len(self.blob)
+
+    @property
+    def mailbox_bytes(self) -> int:
+        return sum(len(self.messages[b]) for b in self.blob)
 
 
-def fill(runtime: Runtime, owner: str, count: int, distinct: int, seed: int) -> Fill:
+def make_plan(owner: str, count: int, distinct: int, seed: int) -> Plan:
     rng = random.Random(seed)
     messages = make_messages(distinct, owner, rng)
-    start = time.perf_counter()
-    refs = [runtime.store.put(raw) for raw in messages]
-    blobs_seconds = time.perf_counter() - start
     step = YEAR / count
-    start = time.perf_counter()
+    blob, flags, dates = [], [], []
+    for n in range(count):
+        chosen = []
+        if rng.random() < 0.30:
+            chosen.append("\\Seen")
+        if rng.random() < 0.05:
+            chosen.append("\\Flagged")
+        blob.append(n % distinct)
+        flags.append(tuple(sorted(chosen)))
+        dates.append(FIRST_DATE + step * n)
+    return Plan(messages, blob, flags, dates)
+
+
+def fill_ours(runtime: Runtime, owner: str, plan: Plan) -> None:
+    """The distinct blobs through the store, then one row per message, in one transaction."""
+    refs = [runtime.store.put(raw) for raw in plan.messages]
+    extra = [_cache_columns(raw) for raw in plan.messages]
     with runtime.db.transaction() as conn:
         inbox = index.get_mailbox(conn, owner, "INBOX")
         if inbox is None:
             raise RuntimeError(f"{owner} has no INBOX")
         rows: list[dict[str, Any]] = []
-        for uid in range(1, count + 1):
-            ref = refs[(uid - 1) % distinct]
-            flags = []
-            if rng.random() < 0.30:
-                flags.append("\\Seen")
-            if rng.random() < 0.05:
-                flags.append("\\Flagged")
+        for n in range(plan.count):
+            b = plan.blob[n]
             rows.append(
                 {
                     "mailbox_id": inbox.id,
-                    "uid": uid,
-                    "blob_sha256": ref.sha256,
-                    "size": ref.size,
-                    "internal_date": FIRST_DATE + step * (uid - 1),
-                    "flags": " ".join(sorted(flags)),
-                    "modseq": uid + 1,
+                    "uid": n + 1,
+                    "blob_sha256": refs[b].sha256,
+                    "size": refs[b].size,
+                    "internal_date": plan.dates[n],
+                    "flags": " ".join(plan.flags[n]),
+                    "modseq": n + 2,
                     "delivery_key": None,
                     "structure": None,
+                    **extra[b],
                 }
             )
         conn.execute(insert(mailbox_messages), rows)
         conn.execute(
             update(mailboxes)
             .where(mailboxes.c.id == inbox.id)
-            .values(uidnext=count + 1, highestmodseq=count + 1, recent_uid=max(1, count - 9))
+            .values(
+                uidnext=plan.count + 1,
+                highestmodseq=plan.count + 1,
+                recent_uid=max(1, plan.count - 9),
+            )
         )
-    rows_seconds = time.perf_counter() - start
-    return Fill(
-        blobs_seconds,
-        sum(r.size for r in refs),
-        rows_seconds,
-        sum(refs[i % distinct].size for i in range(count)),
+
+
+def _cache_columns(raw: bytes) -> dict[str, Any]:
+    """The index cache APPEND writes with the row (none before imap.cache existed)."""
+    try:
+        from imap import cache
+    except ImportError:
+        return {}
+    return cache.columns(raw)
+
+
+def fill_dovecot(dovecot: Any, user: str, plan: Plan) -> None:
+    from refservers import Stored
+
+    items = (
+        Stored(plan.messages[plan.blob[n]], plan.flags[n], plan.dates[n]) for n in range(plan.count)
     )
-
-
-def cached_structures(runtime: Runtime, owner: str, upto: int) -> int:
-    """INBOX messages with UID <= ``upto`` whose MIME structure the server has cached."""
-    with runtime.db.read() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(mailbox_messages.join(mailboxes))
-                .where(
-                    mailboxes.c.owner == owner,
-                    mailboxes.c.name == "INBOX",
-                    mailbox_messages.c.uid <= upto,
-                    mailbox_messages.c.structure.is_not(None),
-                )
-            ).scalar_one()
-        )
+    dovecot.append_messages(user, "INBOX", items)
 
 
 # --------------------------------------------------------------------------- the client
 
 
-@dataclass
-class Result:
-    operation: str
-    samples: list[float]  # wall seconds of each run
-    messages: int
-    responses: int | None
-    server_cpu: float | None  # per run
-    client_cpu: float  # per run
-
-    @property
-    def seconds(self) -> float:
-        return statistics.median(self.samples)
-
-
-class Timer:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.results: list[Result] = []
-
-    def run(
-        self, operation: str, messages: int, action: Callable[[], int | None], repeat: int = 1
-    ) -> Result:
-        """Time ``action`` (which returns its number of responses, or None) ``repeat`` times."""
-        server_before = self.server.cpu()
-        client_before = time.process_time()
-        samples = []
-        responses = None
-        for _ in range(repeat):
-            start = time.perf_counter()
-            responses = action()
-            samples.append(time.perf_counter() - start)
-        client_cpu = (time.process_time() - client_before) / repeat
-        server_after = self.server.cpu()
-        server_cpu = (
-            (server_after - server_before) / repeat
-            if server_after is not None and server_before is not None
-            else None
-        )
-        result = Result(operation, samples, messages, responses, server_cpu, client_cpu)
-        self.results.append(result)
-        runs = " ".join(f"{t:.3f}" for t in samples)
-        print(f"  {operation:<46} {runs} s", flush=True)
-        return result
-
-
-def ok(answer: tuple[str, list[Any]]) -> list[Any]:
-    typ, data = answer
-    if typ != "OK":
-        raise RuntimeError(f"the server answered {typ}: {data!r}")
-    return data
-
-
-def fetch_count(data: list[Any]) -> int:
-    """FETCH responses in an imaplib answer (a literal comes as a tuple, then b')')."""
-    pattern = re.compile(rb"^\d+ \(")
-    count = 0
-    for item in data:
-        head = item[0] if isinstance(item, tuple) else item
-        if isinstance(head, bytes) and pattern.match(head):
-            count += 1
-    return count
-
-
-def search_count(data: list[Any]) -> int:
-    return sum(len(line.split()) for line in data if line)
-
-
 class RawClient:
-    """One TLS connection driven by hand, without imaplib's per-line parsing.
+    """One TLS connection driven by hand: bytes up to the tagged answer, nothing parsed.
 
-    It gives the server's own time for a big answer and its time to the first
-    byte (the server builds every response line before sending the first).
+    imaplib would parse each of 100,000 lines in Python, the same cost for both
+    servers, and hide the difference between them.
     """
 
-    def __init__(self, port: int, ctx: ssl.SSLContext) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=3600)
+    def __init__(self, port: int, ctx: ssl.SSLContext, timeout: float = 3600) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock = ctx.wrap_socket(raw)
         self._buffer = bytearray(1 << 20)
-        self._greeting = self.sock.recv(65536)
+        self.greeting = self.sock.recv(65536)
         self._tags = (f"r{n}" for n in itertools.count(1))
-        self.first_byte = 0.0
-        self.reads = 0  # recv calls of the last command: about one per TLS record
 
-    def command(self, text: str) -> bytes:
-        """Send one command; everything up to and including its tagged answer."""
+    def command(self, text: str | bytes, *, check: bool = True) -> bytes:
+        """Send one command (LITERAL+ literals included); all up to its tagged answer."""
         tag = next(self._tags)
-        self.sock.sendall(f"{tag} {text}\r\n".encode())
-        start = time.perf_counter()
+        line = text.encode() if isinstance(text, str) else text
+        self.sock.sendall(tag.encode() + b" " + line + b"\r\n")
         data = bytearray()
         marker = f"{tag} ".encode()
         view = memoryview(self._buffer)
-        self.reads = 0
+        last = 0
         while True:
             size = self.sock.recv_into(view)
             if not size:
-                raise RuntimeError(f"connection closed during {text!r}")
-            if not data:
-                self.first_byte = time.perf_counter() - start
-            self.reads += 1
+                raise RuntimeError(f"connection closed during {line[:60]!r}")
             data += view[:size]
             if data.endswith(b"\r\n"):
                 end = data.rfind(b"\r\n", 0, len(data) - 2)
                 last = 0 if end < 0 else end + 2  # where the last line starts
                 if data.startswith(marker, last):
                     break
-        if not data.startswith(f"{tag} OK".encode(), last):
-            raise RuntimeError(f"{text!r}: {bytes(data[last:])!r}")
+        if check and not data.startswith(f"{tag} OK".encode(), last):
+            raise RuntimeError(f"{line[:60]!r}: {bytes(data[last:])!r}")
         return bytes(data)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.command("LOGOUT")
+        with contextlib.suppress(OSError, RuntimeError):
+            self.command("LOGOUT", check=False)
         self.sock.close()
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def run_client(
-    server: Server,
-    cafile: Path,
-    port: int,
-    owner: str,
-    count: int,
-    *,
-    repeat: int,
-    full_search_limit: float,
-    cached: Callable[[int], int],
-) -> None:
-    """Time the operations; ``cached(n)`` counts UIDs 1..n whose structure is cached."""
-    ctx = ssl.create_default_context(cafile=str(cafile))
-    ctx.check_hostname = False  # we connect to 127.0.0.1; the chain is still verified
-    timer = Timer(server)
-    client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=3600)
-    memory: dict[str, float | None] = {}
+@dataclass
+class Target:
+    """One server as the rounds see it."""
+
+    name: str
+    port: int  # implicit TLS
+    context: ssl.SSLContext
+    user: str
+    password: str
+    restart: Callable[[], None]
+
+    def login(self) -> RawClient:
+        client = RawClient(self.port, self.context)
+        client.command(f"LOGIN {quoted(self.user)} {quoted(self.password)}")
+        return client
+
+
+def timed(action: Callable[[], bytes]) -> tuple[float, bytes]:
+    start = time.perf_counter()
+    answer = action()
+    return time.perf_counter() - start, answer
+
+
+def search_hits(answer: bytes) -> int:
+    found = re.search(rb"^\* SEARCH([ 0-9]*)\r$", answer, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no SEARCH response in {answer[:200]!r}")
+    return len(found.group(1).split())
+
+
+def append_messages(count: int, seed: int) -> list[bytes]:
+    """``count`` distinct messages of about 5 KB (distinct: our store is content-addressed)."""
+    rng = random.Random(seed + 1)
+    out = []
+    for i in range(count):
+        text = " ".join(rng.choice(WORDS) for _ in range(640))
+        body = "\r\n".join(text[k : k + 72] for k in range(0, len(text), 72))
+        head = (
+            f"From: Dr Praticien <praticien@hopital.{DEMO_DOMAIN}>\r\n"
+            f"To: bench@{DEMO_DOMAIN}\r\n"
+            f"Subject: Compte rendu {i}\r\n"
+            f"Message-ID: <append.{i}.{secrets.token_hex(6)}@hopital.{DEMO_DOMAIN}>\r\n"
+            "Date: Mon, 01 Dec 2025 10:00:00 +0000\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        )
+        out.append((head + body + "\r\n").encode())
+    return out
+
+
+async def _one_session(target: Target, select: str) -> None:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", target.port, ssl=target.context, limit=1 << 20
+    )
     try:
-        print("timing (wall time to the tagged OK):")
-
-        def login() -> None:
-            ok(client.login(owner, PASSWORD))
-
-        timer.run("LOGIN (Argon2 check)", 0, login)
-        memory["after LOGIN"] = server.memory_mib()
-
-        def select() -> None:
-            exists = int(ok(client.select("INBOX"))[0])
-            if exists != count:
-                raise RuntimeError(f"SELECT says {exists} EXISTS, {count} were filled")
-
-        timer.run("SELECT INBOX", count, select, repeat)
-        memory["after SELECT"] = server.memory_mib()
-        timer.run(
-            "UID FETCH 1:* (FLAGS)",
-            count,
-            lambda: fetch_count(ok(client.uid("FETCH", "1:*", "(FLAGS)"))),
-            repeat,
+        await reader.readline()  # greeting
+        steps = (
+            ("a", f"LOGIN {quoted(target.user)} {quoted(target.password)}"),
+            ("b", f"SELECT {select}"),
+            ("c", "LOGOUT"),
         )
-        memory["after UID FETCH 1:* (FLAGS)"] = server.memory_mib()
-        raw = RawClient(port, ctx)
-        try:
-            raw.command(f'LOGIN {owner} "{PASSWORD}"')
-            raw.command("EXAMINE INBOX")
-            timer.run(
-                "UID FETCH 1:* (FLAGS), raw socket",
-                count,
-                lambda: raw.command("UID FETCH 1:* (FLAGS)").count(b" FETCH ("),
-                repeat,
-            )
-            first_byte, reads = raw.first_byte, raw.reads
-        finally:
-            raw.close()
-        half = max(1, count // 2)
-        searches = (
-            ("UID SEARCH UNSEEN", ("UNSEEN",)),
-            ("UID SEARCH FLAGGED SINCE 1-Jun-2026", ("FLAGGED", "SINCE", "1-Jun-2026")),
-            (f"UID SEARCH UID {half}:*", ("UID", f"{half}:*")),
-        )
-
-        def search(*keys: str) -> int:
-            return search_count(ok(client.uid("SEARCH", *keys)))
-
-        for label, keys in searches:
-            timer.run(label, count, functools.partial(search, *keys), repeat)
-        first = min(1000, count)
-        envelopes = f"FETCH 1:{first} (ENVELOPE)"
-        timer.run(
-            f"{envelopes}, 1st: parse + cache",
-            first,
-            lambda: fetch_count(ok(client.fetch(f"1:{first}", "(ENVELOPE)"))),
-        )
-        # The server writes the structure cache after its OK, in the background:
-        # wait for that commit, so the next run reads the cache and parses nothing.
-        start = time.perf_counter()
-        while cached(first) < first and time.perf_counter() - start < 60:
-            time.sleep(0.01)
-        cache_note = (
-            f"{envelopes}: the structure cache of the {cached(first):,} messages was "
-            f"committed {time.perf_counter() - start:.2f} s after the 1st run's OK."
-        )
-        timer.run(
-            f"{envelopes}, again: cached",
-            first,
-            lambda: fetch_count(ok(client.fetch(f"1:{first}", "(ENVELOPE)"))),
-            repeat,
-        )
-        sample = min(10_000, count)
-        sampled = timer.run(
-            f"UID SEARCH UID 1:{sample} SUBJECT {SUBJECT_WORD}",
-            sample,
-            lambda: search("UID", f"1:{sample}", "SUBJECT", SUBJECT_WORD),
-        )
-        estimate = sampled.seconds * count / sample
-        full_note = ""
-        if sample == count:
-            pass
-        elif estimate <= full_search_limit:
-            timer.run(
-                f"UID SEARCH SUBJECT {SUBJECT_WORD} (all)",
-                count,
-                lambda: search("SUBJECT", SUBJECT_WORD),
-            )
-        else:
-            full_note = (
-                f"UID SEARCH SUBJECT on all {count:,} messages not run: the 10,000-message "
-                f"figure extrapolates to about {estimate:.0f} s (> --full-search-limit "
-                f"{full_search_limit:.0f} s)."
-            )
-        memory["peak (VmHWM)"] = server.memory_mib("VmHWM")
-        client.logout()
+        for tag, command in steps:
+            writer.write(f"{tag} {command}\r\n".encode())
+            while True:
+                line = await reader.readline()
+                if not line:
+                    raise RuntimeError(f"connection closed during {command.split()[0]}")
+                if line.startswith(f"{tag} ".encode()):
+                    if not line.startswith(f"{tag} OK".encode()):
+                        raise RuntimeError(line.decode(errors="replace").strip())
+                    break
     finally:
-        with contextlib.suppress(OSError):
-            client.shutdown()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
 
-    print()
-    header = (
-        f"{'operation':<46} {'seconds':>9} {'min-max':>13} {'messages/s':>11} "
-        f"{'responses':>10} {'server CPU':>10} {'client CPU':>10}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in timer.results:
-        rate = r.messages / r.seconds if r.messages and r.seconds > 0 else None
-        spread = f"{min(r.samples):.2f}-{max(r.samples):.2f}" if len(r.samples) > 1 else "-"
-        print(
-            f"{r.operation:<46} {r.seconds:9.3f} {spread:>13} {fmt(rate, ',.0f'):>11} "
-            f"{fmt(r.responses, ',d'):>10} {fmt(r.server_cpu, '.2f'):>10} {r.client_cpu:10.2f}"
+
+async def _sessions(target: Target, clients: int, total: int, limit: float) -> tuple[int, float]:
+    """LOGIN + SELECT + LOGOUT ``total`` times by ``clients`` workers: (done, seconds)."""
+    left = itertools.count()
+    done = 0
+    errors: list[str] = []
+    start = time.perf_counter()
+    deadline = start + limit
+
+    async def worker() -> None:
+        nonlocal done
+        while next(left) < total and time.perf_counter() < deadline:
+            try:
+                await _one_session(target, "INBOX")
+                done += 1
+            except (OSError, RuntimeError, ssl.SSLError) as exc:
+                errors.append(str(exc))
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - start
+    if errors:
+        print(f"    {target.name}: {len(errors)} failed sessions, e.g. {errors[0]}")
+    return done, elapsed
+
+
+@dataclass
+class Workload:
+    count: int
+    appends: list[bytes]
+    clients: int
+    sessions: int
+    limit: float
+
+
+#: Figures, in table order, with their units.
+UNITS = {
+    "SELECT INBOX, 1st after restart": "s",
+    "SELECT INBOX, again": "s",
+    "UID FETCH 1:* (FLAGS)": "s",
+    "UID FETCH 1:* (ENVELOPE), 1st": "s",
+    "UID FETCH 1:* (ENVELOPE), again": "s",
+    f"UID SEARCH SUBJECT {SUBJECT_WORD}, 1st": "s",
+    f"UID SEARCH SUBJECT {SUBJECT_WORD}, again": "s",
+    f"UID SEARCH TEXT {TEXT_WORD}": "s",
+    "APPEND 5 KB, 1 connection": "msg/s",
+    "LOGIN + SELECT + LOGOUT, 20 clients": "sessions/s",
+}
+
+#: SEARCH hits per server and figure, to check both servers answer alike.
+HITS: dict[str, dict[str, int]] = {}
+
+
+def one_round(target: Target, work: Workload) -> Figures:
+    target.restart()
+    figures: Figures = {}
+    client = target.login()
+    try:
+        for label in ("SELECT INBOX, 1st after restart", "SELECT INBOX, again"):
+            seconds, answer = timed(lambda: client.command("SELECT INBOX"))
+            exists = re.search(rb"^\* (\d+) EXISTS", answer, re.MULTILINE)
+            if exists is None or int(exists.group(1)) != work.count:
+                raise RuntimeError(f"{target.name}: SELECT said {answer[:300]!r}")
+            figures[label] = seconds
+        for label, items in (
+            ("UID FETCH 1:* (FLAGS)", "FLAGS"),
+            ("UID FETCH 1:* (ENVELOPE), 1st", "ENVELOPE"),
+            ("UID FETCH 1:* (ENVELOPE), again", "ENVELOPE"),
+        ):
+            seconds, answer = timed(functools.partial(client.command, f"UID FETCH 1:* ({items})"))
+            responses = answer.count(b" FETCH (")
+            if responses != work.count:
+                raise RuntimeError(f"{target.name}: {label} gave {responses} responses")
+            figures[label] = seconds
+        searches = (
+            (f"UID SEARCH SUBJECT {SUBJECT_WORD}, 1st", f"SUBJECT {SUBJECT_WORD}"),
+            (f"UID SEARCH SUBJECT {SUBJECT_WORD}, again", f"SUBJECT {SUBJECT_WORD}"),
+            (f"UID SEARCH TEXT {TEXT_WORD}", f"TEXT {TEXT_WORD}"),
         )
-    print(
-        f"\nseconds: median of the runs (--repeat {repeat} for the operations that can be "
-        "repeated), min-max their range. responses: FETCH responses, or UIDs in the SEARCH "
-        "answer. CPU seconds per run: server = the mssante serve process, client = this "
-        "process (mostly imaplib parsing)."
-    )
-    print(
-        f"raw socket: the same UID FETCH read without imaplib (no per-line parsing) on a "
-        f"second connection (EXAMINE); its first byte came after {first_byte:.3f} s, "
-        f"and it took {reads:,} TLS reads (about one per TLS record sent)."
-    )
-    print(cache_note)
-    if full_note:
-        print(full_note)
-    print("server RSS: " + ", ".join(f"{k} {fmt(v, '.0f')} MiB" for k, v in memory.items()))
+        for label, keys in searches:
+            seconds, answer = timed(functools.partial(client.command, f"UID SEARCH {keys}"))
+            HITS.setdefault(label, {})[target.name] = search_hits(answer)
+            figures[label] = seconds
+        client.command("CREATE Appended", check=False)  # exists after the first round
+        start = time.perf_counter()
+        appended = 0
+        for raw in work.appends:
+            client.command(b"APPEND Appended {%d+}\r\n" % len(raw) + raw)
+            appended += 1
+            if time.perf_counter() - start > work.limit:
+                break
+        figures["APPEND 5 KB, 1 connection"] = appended / (time.perf_counter() - start)
+    finally:
+        client.close()
+    done, seconds = asyncio.run(_sessions(target, work.clients, work.sessions, work.limit))
+    figures[f"LOGIN + SELECT + LOGOUT, {work.clients} clients"] = done / seconds
+    return figures
+
+
+# --------------------------------------------------------------------------- the servers
+
+
+@contextlib.contextmanager
+def ours(
+    plan: Plan, owner: str, data: Path, config: cfg.Config, runtime: Runtime
+) -> Iterator[Target]:
+    context = ssl.create_default_context(cafile=str(config.path(Path("pki/ca/root.pem"))))
+    context.check_hostname = False  # we connect to 127.0.0.1; the chain is still verified
+    server: list[Server] = []
+
+    def restart() -> None:
+        while server:
+            server.pop().stop()
+        server.append(Server(data))
+        server[0].wait_ready()
+
+    try:
+        yield Target("ours", config.listeners.imaps.port, context, owner, PASSWORD, restart)
+    finally:
+        while server:
+            server.pop().stop()
+
+
+@contextlib.contextmanager
+def dovecot(plan: Plan, owner: str, work: Path) -> Iterator[Target]:
+    from refservers import DovecotInstance, demo_cert, ensure_installed, free_port
+
+    ensure_installed(["dovecot-imapd"])
+    cert, key = demo_cert(work)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a throwaway self-signed certificate
+    with DovecotInstance(
+        free_port(),
+        free_port(),
+        cert,
+        key,
+        {owner: PASSWORD},
+        parent=work,
+        password_scheme="ARGON2ID",
+        # the default (10 per user and address) would refuse the 20 login clients
+        extra_conf="protocol imap {\n  mail_max_userip_connections = 1000\n}\n",
+    ) as instance:
+        start = time.perf_counter()
+        fill_dovecot(instance, owner, plan)
+        print(f"fill Dovecot: {plan.count:,} messages in {time.perf_counter() - start:.1f} s")
+
+        def restart() -> None:
+            # its cache of header fields goes too: the 1st ENVELOPE/SUBJECT reads the messages
+            for path in instance.mail_dir(owner).glob("mailboxes/INBOX/*/dovecot.index.cache"):
+                path.unlink()
+            instance.restart()
+
+        yield Target("Dovecot", instance.port_imaps, context, owner, PASSWORD, restart)
 
 
 # --------------------------------------------------------------------------- main
@@ -529,68 +560,97 @@ def run_client(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000, help="messages in the INBOX")
-    parser.add_argument("--distinct", type=int, default=500, help="distinct message blobs")
+    parser.add_argument("--distinct", type=int, default=500, help="distinct messages")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--appends", type=int, default=2000, help="APPENDs per round")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent login clients")
+    parser.add_argument("--sessions", type=int, default=200, help="login sessions per round")
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds per rate, at most")
     parser.add_argument(
         "--database-url",
         default=None,
         help="postgresql+psycopg://user@host/db (default: SQLite in the scratch node)",
     )
-    parser.add_argument(
-        "--full-search-limit",
-        type=float,
-        default=300.0,
-        help="run SUBJECT on the whole mailbox when the 10,000-message time extrapolates "
-        "to at most this many seconds",
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of each repeatable operation (median shown)"
-    )
+    parser.add_argument("--no-reference", action="store_true", help="ours only, no Dovecot")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    if min(args.messages, args.distinct, args.repeat) < 1:
-        parser.error("--messages, --distinct and --repeat must be positive")
+    if min(args.messages, args.distinct, args.rounds, args.appends, args.clients) < 1:
+        parser.error("the counts must be positive")
 
     engine = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"IMAP benchmark: {args.messages:,} messages in one INBOX, {engine}")
+    print(f"IMAP benchmark: {args.messages:,} messages in one INBOX, ours on {engine}")
+    work = Workload(
+        args.messages,
+        append_messages(args.appends, args.seed),
+        args.clients,
+        args.sessions,
+        args.limit,
+    )
     with tempfile.TemporaryDirectory(dir=work_dir()) as tmp:
-        data = Path(tmp) / "node"
+        scratch = Path(tmp)
+        scratch.chmod(0o755)  # Dovecot's unprivileged processes reach their directory in it
+        data = scratch / "node"
         config = init_node(data, args.database_url)
         runtime = Runtime.open(config)
         owner = new_bal(runtime)
-        server: Server | None = None
         try:
-            made = fill(runtime, owner, args.messages, min(args.distinct, args.messages), args.seed)
+            plan = make_plan(owner, args.messages, min(args.distinct, args.messages), args.seed)
+            start = time.perf_counter()
+            fill_ours(runtime, owner, plan)
             runtime.db.dispose()
             print(
-                f"fill: {min(args.distinct, args.messages)} distinct blobs "
-                f"({made.blob_bytes / 1e6:.1f} MB) stored in {made.blobs_seconds:.1f} s; "
-                f"{args.messages:,} index rows ({made.mailbox_bytes / 1e9:.2f} GB of mail "
-                f"counted) inserted in {made.rows_seconds:.1f} s "
-                f"({args.messages / made.rows_seconds:,.0f} rows/s)"
+                f"fill ours: {plan.count:,} messages ({plan.mailbox_bytes / 1e9:.2f} GB) in "
+                f"{time.perf_counter() - start:.1f} s"
             )
-            server = Server(data)
-            server.wait_ready()
-            run_client(
-                server,
-                config.path(Path("pki/ca/root.pem")),
-                config.listeners.imaps.port,
-                owner,
-                args.messages,
-                repeat=args.repeat,
-                full_search_limit=args.full_search_limit,
-                cached=lambda upto: cached_structures(runtime, owner, upto),
-            )
+            with contextlib.ExitStack() as stack:
+                mine = stack.enter_context(ours(plan, owner, data, config, runtime))
+                theirs = (
+                    None
+                    if args.no_reference
+                    else stack.enter_context(dovecot(plan, owner, scratch))
+                )
+                mine_figures, their_figures = alternate(
+                    args.rounds,
+                    lambda: one_round(mine, work),
+                    None if theirs is None else (lambda: one_round(theirs, work)),
+                )
         finally:
-            if server is not None:
-                server.stop()
             if args.database_url:  # the database outlives the scratch directory
                 with runtime.db.transaction() as conn:
                     remove_bal(conn, owner, purge=True)
             runtime.db.dispose()
-    if shutil.which("dovecot"):
-        print("reference: Dovecot is installed, but this bench does not drive it yet (no ratio)")
-    else:
-        print("reference: Dovecot not installed here")
+    units = {k.replace(", 20 clients", f", {args.clients} clients"): v for k, v in UNITS.items()}
+    rows = summarise(mine_figures, their_figures, units)
+    table = markdown(rows, "Dovecot")
+    print(table)
+    hits = "; ".join(
+        f"{label.split(',')[0]}: " + ", ".join(f"{k} {v:,}" for k, v in found.items())
+        for label, found in HITS.items()
+        if "again" not in label
+    )
+    print(f"SEARCH hits: {hits}")
+    if any(len(set(found.values())) > 1 for found in HITS.values()):
+        print("WARNING: the servers found different messages")
+    if args.no_reference:
+        return
+    command = "bench/imap_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_section(
+        f"IMAP on a {args.messages:,}-message mailbox",
+        f"{machine()}; {datetime.now(UTC):%Y-%m-%d}; `{command.strip()}`, "
+        f"{args.rounds} alternating rounds, ours on {engine}.\n\n"
+        f"The same {args.messages:,} messages ({plan.mailbox_bytes / 1e9:.2f} GB, "
+        f"{min(args.distinct, args.messages)} distinct ones repeated, same flags and dates) "
+        "in the INBOX of both; Dovecot 2.3 with sdbox storage, filled by `doveadm import`. "
+        "Each round restarts the server (Dovecot's `dovecot.index.cache` of the INBOX is "
+        "deleted first, so its 1st ENVELOPE and SUBJECT read the message files; ours "
+        "fills its index cache as IMAP APPEND does, with the row; a message delivered by "
+        "SMTP gets it on its first FETCH or SEARCH), then times to the "
+        "tagged OK over implicit TLS with a client that does not parse the answers. "
+        f"APPEND: up to {args.appends:,} distinct 5 KB messages in a row on one connection "
+        f"(both fsync). Logins: {args.sessions} sessions by {args.clients} concurrent "
+        "clients, each a new TLS connection; both check an Argon2id hash. "
+        f"SEARCH hits: {hits}.\n\n" + table,
+    )
 
 
 if __name__ == "__main__":

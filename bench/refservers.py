@@ -269,6 +269,7 @@ _QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
 PARK_HOLD = "hold"
 PARK_DEFER = "defer"
+PARK_DELIVER = "deliver"  # nothing parked: relayed (``relay_to``) or delivered (``mailboxes``)
 
 
 class _Daemon:
@@ -331,7 +332,20 @@ class PostfixInstance(_Daemon):
       measurement: a heavier, arguably more "production-like" option.
       Retries are pushed back by a day so the queue is not rescanned.
 
-    Neither option discards anything: ``queue_count()`` counts the files in
+    * ``park="deliver"``: nothing is parked; mail goes where it is
+      addressed. With ``mailboxes`` (addresses in ``domain``), Postfix
+      delivers them itself: ``domain`` becomes a virtual mailbox domain
+      (``relay_domains`` empty), each address a Maildir under ``DIR/mail``
+      written by virtual(8) as the ``postfix`` user (fsynced, as Postfix
+      always does); :meth:`delivered` counts the files there. With
+      ``relay_to`` (a port on 127.0.0.1), ``domain`` is relayed there by
+      smtp(8) with TLS required (``smtp_tls_security_level = encrypt``) and
+      this instance's certificate presented as client certificate; a
+      receiving instance asks for it (``smtpd_tls_ask_ccert``) and checks it
+      against ``client_ca`` when given. Used by the relay benchmark
+      (Postfix → Postfix).
+
+    No option discards anything: ``queue_count()`` counts the files in
     ``maildrop``, ``incoming``, ``active``, ``deferred`` and ``hold``.
     Postfix's own durability settings are left at their defaults (queue
     files are fsynced before the 250). ``parent`` is where the instance
@@ -348,9 +362,22 @@ class PostfixInstance(_Daemon):
         park: str = PARK_HOLD,
         parent: Path | None = None,
         extra_main_cf: dict[str, str] | None = None,
+        mailboxes: Iterable[str] = (),
+        relay_to: int | None = None,
+        client_ca: Path | None = None,
     ) -> None:
-        if park not in (PARK_HOLD, PARK_DEFER):
-            raise ValueError(f"park must be {PARK_HOLD!r} or {PARK_DEFER!r}")
+        if park not in (PARK_HOLD, PARK_DEFER, PARK_DELIVER):
+            raise ValueError(f"park must be {PARK_HOLD!r}, {PARK_DEFER!r} or {PARK_DELIVER!r}")
+        self.mailboxes = tuple(mailboxes)
+        if (self.mailboxes or relay_to is not None) and park != PARK_DELIVER:
+            raise ValueError("mailboxes and relay_to need park='deliver'")
+        if self.mailboxes and relay_to is not None:
+            raise ValueError("an instance either delivers (mailboxes) or relays (relay_to)")
+        for address in self.mailboxes:
+            if not re.fullmatch(r"[A-Za-z0-9._+-]+@" + re.escape(domain), address):
+                raise ValueError(f"unsupported mailbox {address!r} (must be in {domain})")
+        self.relay_to = relay_to
+        self.client_ca = Path(client_ca).resolve() if client_ca is not None else None
         self.port = port
         self.cert, self.key = Path(cert).resolve(), Path(key).resolve()
         self.domain = domain
@@ -375,6 +402,12 @@ class PostfixInstance(_Daemon):
     def log_file(self) -> Path:
         assert self.base is not None, "not started"
         return self.base / "maillog"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where ``park="deliver"`` puts the ``mailboxes`` (one Maildir each)."""
+        assert self.base is not None, "not started"
+        return self.base / "mail"
 
     def main_cf(self) -> dict[str, str]:
         """The main.cf parameters (written from scratch, nothing inherited from /etc/postfix)."""
@@ -426,9 +459,47 @@ class PostfixInstance(_Daemon):
         }
         if self.park == PARK_HOLD:
             params["smtpd_data_restrictions"] = "check_client_access static:HOLD"
-        else:
+        elif self.park == PARK_DEFER:
             params["defer_transports"] = "smtp relay local virtual lmtp error retry discard"
+        else:
+            params.update(self._deliver_params())
         params.update(self._extra)
+        return params
+
+    def _deliver_params(self) -> dict[str, str]:
+        """``park="deliver"``: virtual mailboxes, or a TLS relay to ``relay_to``."""
+        params = {"smtpd_tls_ask_ccert": "yes"}
+        if self.client_ca is not None:
+            params["smtpd_tls_CAfile"] = str(self.client_ca)
+        if self.mailboxes:
+            owner = pwd.getpwnam("postfix")
+            maps = ", ".join(f"{a}={a}/" for a in self.mailboxes)  # trailing /: Maildir
+            params.update(
+                {
+                    "relay_domains": "",
+                    "virtual_mailbox_domains": self.domain,
+                    "virtual_mailbox_base": str(self.mail_dir),
+                    "virtual_mailbox_maps": f"inline:{{ {maps} }}",
+                    "virtual_uid_maps": f"static:{owner.pw_uid}",
+                    "virtual_gid_maps": f"static:{owner.pw_gid}",
+                    "virtual_minimum_uid": str(owner.pw_uid),
+                    "virtual_mailbox_limit": "0",  # no cap (must not be below message_size_limit)
+                }
+            )
+        if self.relay_to is not None:
+            params.update(
+                {
+                    "transport_maps": (
+                        f"inline:{{ {self.domain}=smtp:[127.0.0.1]:{self.relay_to} }}"
+                    ),
+                    "smtp_tls_security_level": "encrypt",
+                    "smtp_tls_cert_file": str(self.cert),
+                    "smtp_tls_key_file": str(self.key),
+                    "smtp_tls_protocols": ">=TLSv1.2",
+                    "smtp_tls_mandatory_protocols": ">=TLSv1.2",
+                    "smtp_tls_loglevel": "0",
+                }
+            )
         return params
 
     # -- lifecycle
@@ -454,6 +525,10 @@ class PostfixInstance(_Daemon):
     def _configure(self) -> None:
         self.config_dir.mkdir(mode=0o755)
         self.queue_dir.mkdir(mode=0o755)
+        if self.mailboxes:
+            owner = pwd.getpwnam("postfix")
+            self.mail_dir.mkdir(mode=0o700)
+            os.chown(self.mail_dir, owner.pw_uid, owner.pw_gid)
         lines = [f"{k} = {v}" for k, v in self.main_cf().items()]
         (self.config_dir / "main.cf").write_text("\n".join(lines) + "\n")
         (self.config_dir / "master.cf").write_text(_MASTER_CF.format(port=self.port))
@@ -481,6 +556,30 @@ class PostfixInstance(_Daemon):
     def flush_queue(self) -> None:
         """Delete every queued message (``postsuper -d ALL``)."""
         _run([POSTSUPER, "-c", str(self.config_dir), "-d", "ALL"])
+
+    def pids(self) -> list[int]:
+        """Every process of the instance (the master's session): for memory figures."""
+        return _session_members(self._master_pid) if self._master_pid is not None else []
+
+    def delivered(self, address: str) -> int:
+        """Messages delivered to one of the ``mailboxes`` (files in its Maildir new/ and cur/)."""
+        count = 0
+        for sub in ("new", "cur"):
+            try:
+                with os.scandir(self.mail_dir / address / sub) as entries:
+                    count += sum(1 for _ in entries)
+            except FileNotFoundError:
+                pass
+        return count
+
+    def empty_mailboxes(self) -> None:
+        """Remove every delivered message (the Maildirs stay)."""
+        for address in self.mailboxes:
+            for sub in ("new", "cur"):
+                folder = self.mail_dir / address / sub
+                if folder.is_dir():
+                    for entry in folder.iterdir():
+                        entry.unlink(missing_ok=True)
 
     def log(self) -> str:
         try:
@@ -550,11 +649,13 @@ class DovecotInstance(_Daemon):
     ``base_dir`` (sockets, master.pid), ``state_dir``, the log file and the
     mail. It listens on 127.0.0.1 only: ``port_imap`` (STARTTLS offered) and
     ``port_imaps`` (implicit TLS), TLS 1.2 or later; ``protocols = imap``.
-    Users come from a passwd-file (``{PLAIN}`` passwords; a plain
-    ``LOGIN``/``AUTHENTICATE PLAIN`` is allowed before STARTTLS, acceptable on
-    loopback only) with a static userdb: every user's mail belongs to the
-    system ``mail`` user (uid/gid 8; Dovecot refuses to access mail as root,
-    and ``first_valid_uid``/``first_valid_gid`` are lowered to 8 to allow it).
+    Users come from a passwd-file (``{PLAIN}`` passwords by default, or any
+    scheme ``doveadm pw`` knows with ``password_scheme``, e.g. ``"ARGON2ID"``
+    to cost a login what ours costs; a plain ``LOGIN``/``AUTHENTICATE PLAIN``
+    is allowed before STARTTLS, acceptable on loopback only) with a static
+    userdb: every user's mail belongs to the system ``mail`` user (uid/gid
+    8; Dovecot refuses to access mail as root, and ``first_valid_uid``/
+    ``first_valid_gid`` are lowered to 8 to allow it).
 
     Mail storage: ``mail_format="sdbox"`` (default) or ``"maildir"``, at
     ``DIR/mail/USER``. Both keep one file per message and answer FLAGS,
@@ -567,7 +668,8 @@ class DovecotInstance(_Daemon):
     SELECT also stats ``cur/`` and re-reads ``dovecot-uidlist`` whenever the
     directory changed. Durability settings are Dovecot's defaults
     (``mail_fsync = optimized``). ``parent``: where the instance directory
-    goes (default ``bench/.work``).
+    goes (default ``bench/.work``). :meth:`restart` stops and starts the
+    processes and keeps the mail (a cold start for the benchmarks).
     """
 
     def __init__(
@@ -581,7 +683,10 @@ class DovecotInstance(_Daemon):
         mail_format: str = "sdbox",
         parent: Path | None = None,
         extra_conf: str = "",
+        password_scheme: str = "PLAIN",
     ) -> None:
+        if not re.fullmatch(r"[A-Z0-9-]+", password_scheme):
+            raise ValueError(f"unsupported password scheme {password_scheme!r}")
         if mail_format not in ("sdbox", "maildir"):
             raise ValueError("mail_format must be 'sdbox' or 'maildir'")
         for name, password in users.items():
@@ -593,6 +698,7 @@ class DovecotInstance(_Daemon):
         self.mail_format = mail_format
         self._parent = parent
         self._extra = extra_conf
+        self.password_scheme = password_scheme
         self.base: Path | None = None
         self._master_pid: int | None = None
         mail = pwd.getpwnam(MAIL_USER)
@@ -677,30 +783,46 @@ service imap-login {{
             for sub in ("mail", "home"):
                 (self.base / sub).mkdir(mode=0o700)
                 os.chown(self.base / sub, self.uid, self.gid)
-            users = "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items())
+            self.config_file.write_text(self.config())
             passwd = self.base / "users"
-            passwd.write_text(users)
+            entries = (f"{u}:{self._hash(p)}::::::\n" for u, p in self.users.items())
+            passwd.write_text("".join(entries))
             passwd.chmod(0o640)  # read by the auth process, as user dovecot
             os.chown(passwd, 0, pwd.getpwnam("dovecot").pw_gid)
-            self.config_file.write_text(self.config())
-            # dovecot daemonizes (setsid); its children keep stdout/stderr, so
-            # they go to a file rather than to pipes nobody would close
-            startup = self.base / "startup.log"
-            with startup.open("wb") as out:
-                code = subprocess.call(
-                    [DOVECOT, "-c", str(self.config_file)], stdout=out, stderr=out
-                )
-            if code != 0:
-                raise RuntimeError(f"dovecot exited {code}: {startup.read_text()}{self.log()}")
-            pid_file = self.base / "run" / "master.pid"
-            _wait(pid_file.exists, 10, "dovecot master.pid")
-            self._master_pid = int(pid_file.read_text().split()[0])
-            ports = [self.port_imap, self.port_imaps]
-            _wait(lambda: len(_listeners(ports)) == 2, 10, f"dovecot on ports {ports}")
+            self._launch()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _hash(self, password: str) -> str:
+        if self.password_scheme == "PLAIN":
+            return f"{{PLAIN}}{password}"
+        out = self.doveadm("pw", "-s", self.password_scheme, "-p", password)
+        return out.strip()
+
+    def _launch(self) -> None:
+        assert self.base is not None
+        # dovecot daemonizes (setsid); its children keep stdout/stderr, so
+        # they go to a file rather than to pipes nobody would close
+        startup = self.base / "startup.log"
+        with startup.open("wb") as out:
+            code = subprocess.call([DOVECOT, "-c", str(self.config_file)], stdout=out, stderr=out)
+        if code != 0:
+            raise RuntimeError(f"dovecot exited {code}: {startup.read_text()}{self.log()}")
+        pid_file = self.base / "run" / "master.pid"
+        _wait(pid_file.exists, 10, "dovecot master.pid")
+        self._master_pid = int(pid_file.read_text().split()[0])
+        ports = [self.port_imap, self.port_imaps]
+        _wait(lambda: len(_listeners(ports)) == 2, 10, f"dovecot on ports {ports}")
+
+    def restart(self) -> None:
+        """Stop every process of the instance and start it again; the mail stays."""
+        assert self.base is not None, "not started"
+        _stop_master(self._master_pid, [DOVEADM, "-c", str(self.config_file), "stop"], "dovecot")
+        self._master_pid = None
+        (self.base / "run" / "master.pid").unlink(missing_ok=True)
+        self._launch()
 
     def pids(self) -> list[int]:
         """Every process of the instance (the master's session): for memory figures."""
