@@ -47,12 +47,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
-from e2e_load import Imap, client_context, cpu_seconds, drive, metric
-
 from cda.intake import check_package
 
 from benchlib import Server, mssante, work_dir
 from compare import Figures, alternate, machine, summarise, write_section
+from e2e_load import Imap, client_context, cpu_seconds, drive, metric
 from smtp_load import Target
 
 BRIDGE = "dmp-bridge@a.test"

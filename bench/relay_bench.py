@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from e2e_load import Counter, Imap, client_context, cpu_seconds, drive
 from sqlalchemy import delete
 
 from mssante import config as cfg
@@ -59,6 +58,7 @@ from mssante.schema import queue_messages
 
 from benchlib import Server, work_dir
 from compare import Figures, alternate, machine, markdown, summarise, write_section
+from e2e_load import Counter, Imap, client_context, cpu_seconds, drive
 from refservers import free_port
 from smtp_load import Target, message
 

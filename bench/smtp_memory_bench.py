@@ -34,10 +34,9 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from memory_bench import pss_kib
-
 from benchlib import Server, mssante, work_dir
 from compare import Figures, alternate, machine, markdown, summarise, write_section
+from memory_bench import pss_kib
 from refservers import PostfixInstance, demo_cert, ensure_installed, free_port
 from smtp_load import SmtpError, _command, _reply
 
