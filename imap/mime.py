@@ -1492,8 +1492,19 @@ def _base64(body: bytes) -> bytes:
     return bytes(out)
 
 
+#: What binascii's decoder reads differently: blanks ending a line, a bare CR, "==" .
+_QP_NOT_PLAIN = re.compile(rb"[ \t](?:\r?\n|\Z)|\r(?!\n)|==")
+
+
 def _quoted_printable(body: bytes) -> bytes:
     """RFC 2045 §6.7: trailing blanks dropped, ``=`` ends a soft break; bad escapes kept."""
+    if _QP_NOT_PLAIN.search(body) is None:
+        return binascii.a2b_qp(body)  # the usual body, in C (a body search decodes GBs)
+    return _quoted_printable_lines(body)
+
+
+def _quoted_printable_lines(body: bytes) -> bytes:
+    """:func:`_quoted_printable`, line by line: what the fast path must agree with."""
     out = bytearray()
     lines = body.split(b"\n")
     for i, line in enumerate(lines):

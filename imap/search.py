@@ -555,7 +555,8 @@ def casemap(text: str) -> str:
     (RFC 9051 §6.4.4) and SORT (RFC 5256); upper rather than lower case so
     that collation puts ``[`` and ``_`` after letters, as that comparator does.
     """
-    return unicodedata.normalize("NFKD", text.upper())
+    upper = text.upper()
+    return upper if upper.isascii() else unicodedata.normalize("NFKD", upper)
 
 
 # --- addresses ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imap import mime
 from imap.grammar import NIL, Adjacent, ListValue, ParseError, String, Value, encode_value
 from imap.mime import (
     MAX_ADDRESSES,
@@ -924,3 +925,15 @@ def test_sender_and_reply_to_default_to_from() -> None:
     data = crlf("From: a@b\nSender:\nReply-To: (nobody)\n\n")
     items = envelope(parse_message(data)).items
     assert items[2] == items[3] == items[4] != NIL
+
+
+_QP_PIECES = [b"a", b"=", b"3", b"D", b"d", b"\r", b"\n", b"\r\n", b" ", b"\t", b"=3D", b"=3d"]
+_QP_PIECES += [b"=C3=A9", b"=\r\n", b"=\n", b"= \r\n", b"=0", b"g", b"\xe9", b"_", b"=="]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_QP_PIECES), max_size=40))
+def test_quoted_printable_reads_the_same_by_the_fast_path(parts: list[bytes]) -> None:
+    # The C decoder serves plain bodies; the line-by-line reading is the reference.
+    body = b"".join(parts)
+    assert mime._quoted_printable(body) == mime._quoted_printable_lines(body)
