@@ -21,7 +21,7 @@ import ssl
 from email.message import Message
 from email.utils import format_datetime, formataddr, getaddresses
 
-from annuaire import Bridge, InsError, Refused, get_patient, parse_patient_address
+from annuaire import Bridge, InsError, Refused, address_key, get_patient, parse_patient_address
 from cda.bridge import is_bridge_client
 from mssante import sasl
 from mssante.authn import Attempt, Authenticator, Refusal
@@ -141,6 +141,11 @@ class SubmissionPolicy:
         if not event.address:
             return Reply(553, "5.7.1", "A null sender is not allowed on submission")
         identity = session.identity
+        if self._plainly_own(identity, event.address):
+            owned = session.state.setdefault("owns", {})
+            assert isinstance(owned, dict)
+            owned[event.address.lower()] = True
+            return Reply(250, "2.1.0", "Sender OK")
 
         def check() -> tuple[bool, str | None]:  # one trip off the event loop for both
             if not self._owns(session, event.address):
@@ -157,6 +162,16 @@ class SubmissionPolicy:
         if patient_from is not None:
             session.state["patient_from"] = patient_from
         return Reply(250, "2.1.0", "Sender OK")
+
+    def _plainly_own(self, identity: str, address: str) -> bool:
+        """The login's own address, and not a patient's: nothing to look up."""
+        try:
+            if address_key(address) != identity:
+                return False
+            patient_domain = self.endpoint.routing.patient_domain
+            return parse_patient_address(identity, patient_domain) is None
+        except (InsError, ValueError):
+            return False
 
     def _patient_from(self, identity: str) -> str | None:
         """The ``From:`` the server writes for a patient (MSSC-FROM-1), None for others."""
