@@ -14,7 +14,6 @@ the sessions stop sending and the polling stops.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import re
@@ -24,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smtp_load import SmtpError, Target, _command, _reply
+from smtp_load import SmtpError, Target, session
 
 Counter = Callable[[], Awaitable[int]]
 
@@ -152,36 +151,13 @@ async def _session(
     accepted: list[float],
     deadline: list[float],
 ) -> None:
-    reader, writer = await asyncio.open_connection(target.host, target.port, limit=1 << 20)
-    try:
-        code, text = await _reply(reader)
-        if code != 220:
-            raise SmtpError(f"greeting {text[:120]!r}")
-        await _command(reader, writer, b"EHLO bench.invalid", 250)
-        if target.starttls is not None:
-            await _command(reader, writer, b"STARTTLS", 220)
-            await writer.start_tls(target.starttls)
-            await _command(reader, writer, b"EHLO bench.invalid", 250)
-        if target.login is not None:
-            user, password = target.login
-            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-            await _command(reader, writer, f"AUTH PLAIN {token}".encode(), 235)
+    async with session(target) as client:
         await ready.wait()  # every session set up: the clock starts
         for data in messages:
             if time.monotonic() > deadline[0]:
                 break
-            await _command(reader, writer, f"MAIL FROM:<{target.sender}>".encode(), 250)
-            await _command(reader, writer, f"RCPT TO:<{target.recipient}>".encode(), 250)
-            await _command(reader, writer, b"DATA", 354)
-            writer.write(data)
-            await _command(reader, writer, b".", 250)
+            await client.send(target, data)
             accepted.append(time.perf_counter())
-        writer.write(b"QUIT\r\n")
-        await writer.drain()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
 
 
 async def drive(

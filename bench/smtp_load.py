@@ -20,6 +20,7 @@ import contextlib
 import ssl
 import statistics
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 
@@ -88,9 +89,27 @@ async def _command(
         raise SmtpError(f"{line[:20]!r}: {text[:120]!r}")
 
 
-async def _session(
-    target: Target, data: bytes, count: int, run: Run, ready: asyncio.Barrier
-) -> None:
+@dataclass
+class Client:
+    """One SMTP session, set up."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def send(self, target: Target, data: bytes) -> float:
+        """One transaction (``data`` dot-stuffed, CRLF); seconds from its end to the 250."""
+        await _command(self.reader, self.writer, f"MAIL FROM:<{target.sender}>".encode(), 250)
+        await _command(self.reader, self.writer, f"RCPT TO:<{target.recipient}>".encode(), 250)
+        await _command(self.reader, self.writer, b"DATA", 354)
+        self.writer.write(data)
+        started = time.perf_counter()
+        await _command(self.reader, self.writer, b".", 250)
+        return time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def session(target: Target) -> AsyncIterator[Client]:
+    """Greeting, EHLO, STARTTLS and AUTH PLAIN as ``target`` says; QUIT at the end."""
     reader, writer = await asyncio.open_connection(target.host, target.port, limit=1 << 20)
     try:
         code, text = await _reply(reader)
@@ -105,23 +124,24 @@ async def _session(
             user, password = target.login
             token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
             await _command(reader, writer, f"AUTH PLAIN {token}".encode(), 235)
-        await ready.wait()  # every session set up: the clock starts
-        for _ in range(count):
-            if time.monotonic() > run.deadline:
-                break
-            await _command(reader, writer, f"MAIL FROM:<{target.sender}>".encode(), 250)
-            await _command(reader, writer, f"RCPT TO:<{target.recipient}>".encode(), 250)
-            await _command(reader, writer, b"DATA", 354)
-            writer.write(data)
-            started = time.perf_counter()
-            await _command(reader, writer, b".", 250)
-            run.latencies.append(time.perf_counter() - started)
+        yield Client(reader, writer)
         writer.write(b"QUIT\r\n")
         await writer.drain()
     finally:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
+
+
+async def _session(
+    target: Target, data: bytes, count: int, run: Run, ready: asyncio.Barrier
+) -> None:
+    async with session(target) as client:
+        await ready.wait()  # every session set up: the clock starts
+        for _ in range(count):
+            if time.monotonic() > run.deadline:
+                break
+            run.latencies.append(await client.send(target, data))
 
 
 async def _run(target: Target, sessions: int, per_session: int, size: int, limit: float) -> Run:

@@ -6,7 +6,7 @@ import asyncio
 import bisect
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -196,30 +196,13 @@ class MessageCommands(SessionState):
             """``(UID FLAGS)`` or ``(FLAGS)`` alone: one formatting per line."""
             line = b"* %d FETCH (UID %d %b)\r\n" if names[0] == "UID" else b"* %d FETCH (%b)\r\n"
             with_uid = names[0] == "UID"
-            out: list[bytes] = []
-            pos = bisect.bisect_left(uids, batch[0]) if batch else 0
-            for uid in batch:
-                if pos >= len(uids) or uids[pos] != uid:
-                    pos = bisect.bisect_left(uids, uid, pos)
-                    if pos >= len(uids) or uids[pos] != uid:
-                        continue
-                pos += 1
-                if with_uid:
-                    out.append(line % (pos, uid, flags_item(uid)))
-                else:
-                    out.append(line % (pos, flags_item(uid)))
-            return b"".join(out)
+            if with_uid:
+                return b"".join(line % (s, u, flags_item(u)) for s, u in _numbered(uids, batch))
+            return b"".join(line % (s, flags_item(u)) for s, u in _numbered(uids, batch))
 
         def render(batch: Sequence[int]) -> bytes:
             out: list[bytes] = []
-            pos = bisect.bisect_left(uids, batch[0]) if batch else 0
-            for uid in batch:
-                if pos >= len(uids) or uids[pos] != uid:
-                    pos = bisect.bisect_left(uids, uid, pos)
-                    if pos >= len(uids) or uids[pos] != uid:
-                        continue
-                seq = pos + 1
-                pos += 1
+            for seq, uid in _numbered(uids, batch):
                 if with_envelope and uid not in envelopes:
                     continue  # expunged between the sync and now: nothing to show
                 parts: list[bytes] = []
@@ -626,3 +609,15 @@ def _same(value: Any) -> Any:
 
 def _no_data() -> bytes:
     raise AssertionError("the request did not need the message bytes")
+
+
+def _numbered(uids: list[int], batch: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """(sequence number, UID) of each UID of ``batch`` still in ``uids`` (both ascending)."""
+    pos = bisect.bisect_left(uids, batch[0]) if batch else 0
+    for uid in batch:
+        if pos >= len(uids) or uids[pos] != uid:
+            pos = bisect.bisect_left(uids, uid, pos)
+            if pos >= len(uids) or uids[pos] != uid:
+                continue
+        pos += 1
+        yield pos, uid
