@@ -5,10 +5,38 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+
+
+def client_context() -> ssl.SSLContext:
+    """TLS ≥ 1.2 without verification: every server here has a throwaway certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+
+def use_test_helpers(*subdirs: str) -> None:
+    """Make the test suite's helper modules (``nodes``, ``operators``, ``cdagen``) importable.
+
+    Our packages are imported first: ``tests/`` has folders named like them
+    (``tests/certs``, ``tests/smtp``…) that would otherwise be taken for
+    namespace packages of those names.
+    """
+    import mssante.app  # noqa: F401  (annuaire, certs, cda, imap, smtp… through it)
+
+    for path in (TESTS, *(TESTS / sub for sub in subdirs)):
+        if str(path) not in sys.path:
+            sys.path.append(str(path))
 
 
 def work_dir() -> Path:
@@ -16,6 +44,35 @@ def work_dir() -> Path:
     work = Path(__file__).resolve().parent / ".work"
     work.mkdir(exist_ok=True)
     return work
+
+
+def run_dir(name: str) -> Path:
+    """A fresh directory for one run of a benchmark, ``bench/.work/NAME-<time>``.
+
+    World-traversable: Postfix's and Dovecot's unprivileged processes reach
+    their own directories through it.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    work = work_dir() / f"{name}-{stamp}"
+    work.mkdir(parents=True)
+    work.chmod(0o755)
+    return work
+
+
+def empty_queue(data: Path) -> None:
+    """Delete every queued message of the node in ``data`` (between runs)."""
+    from sqlalchemy import delete
+
+    from mssante import config as cfg
+    from mssante.app import Runtime
+    from mssante.schema import queue_messages
+
+    runtime = Runtime.open(cfg.load(data))
+    try:
+        with runtime.db.transaction() as conn:
+            conn.execute(delete(queue_messages))  # recipients go with them (cascade)
+    finally:
+        runtime.db.dispose()
 
 
 class Server:

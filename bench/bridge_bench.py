@@ -49,7 +49,7 @@ from pathlib import Path
 
 from cda.intake import check_package
 
-from benchlib import Server, mssante, work_dir
+from benchlib import Server, mssante, run_dir, use_test_helpers
 from compare import Figures, alternate, machine, summarise, write_section
 from e2e_load import Imap, client_context, cpu_seconds, drive, metric
 from smtp_load import Target
@@ -64,17 +64,6 @@ FIG_SUBMIT = "submission alone"
 FIG_CHECK = "validation alone, in-process (check_package)"
 FIG_CPU = "server CPU per 1,000 packages, until the last ack"
 
-_TESTS = Path(__file__).resolve().parent.parent / "tests"
-
-
-def _tests_on_path() -> None:
-    """tests/ for cdagen and nodes, once our packages are imported (tests/certs, tests/cda…
-    are directories that would otherwise be taken for namespace packages of those names)."""
-    import mssante.app  # noqa: F401  (certs, smtp, cda, imap… through it)
-
-    if str(_TESTS) not in sys.path:
-        sys.path.append(str(_TESTS))
-
 
 def _ins(n: int) -> str:
     from annuaire.ins import ins_key
@@ -85,7 +74,7 @@ def _ins(n: int) -> str:
 
 def packages(first: int, count: int) -> list[bytes]:
     """``count`` XDM packages, one document each, patients and ids ``first``…"""
-    _tests_on_path()
+    use_test_helpers()
     from cdagen import DOC_ROOT, SET_ROOT, make_cda, xdm_document, xdm_package
 
     made = []
@@ -119,7 +108,7 @@ def _check_rate(made: Sequence[bytes]) -> float:
 
 
 def _node(work: Path) -> Path:
-    _tests_on_path()
+    use_test_helpers()
     from nodes import add_config, rpps
 
     data = work / "a"
@@ -159,9 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.packages * args.rounds > 999_999:
         parser.error("at most 999,999 packages in all (patient numbers)")
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    work = work_dir() / f"bridge-{stamp}"
-    work.mkdir(parents=True)
+    work = run_dir("bridge")
     try:
         data = _node(work)
         from mssante import config as cfg

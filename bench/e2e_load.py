@@ -23,17 +23,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchlib import client_context
 from smtp_load import SmtpError, Target, session
 
 Counter = Callable[[], Awaitable[int]]
-
-
-def client_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # throwaway certificates on loopback
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 # --------------------------------------------------------------------------- observers

@@ -85,7 +85,7 @@ from mssante.app import Runtime
 from mssante.datadir import DEMO_DOMAIN, DEMO_PORTS
 from mssante.schema import mailbox_messages, mailboxes
 
-from benchlib import Server, work_dir
+from benchlib import Server, client_context, work_dir
 from compare import Figures, alternate, machine, markdown, summarise, write_section
 
 PASSWORD = "bench password, long enough"
@@ -527,9 +527,7 @@ def dovecot(plan: Plan, owner: str, work: Path) -> Iterator[Target]:
 
     ensure_installed(["dovecot-imapd"])
     cert, key = demo_cert(work)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # a throwaway self-signed certificate
+    context = client_context()
     with DovecotInstance(
         free_port(),
         free_port(),

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shlex
 import ssl
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import Server, mssante, work_dir
+from benchlib import Server, client_context, mssante, run_dir
 from compare import Figures, alternate, machine, markdown, summarise, write_section
 from refservers import DovecotInstance, demo_cert, ensure_installed, free_port
 
@@ -45,13 +46,6 @@ def pss_kib(pids: Iterable[int]) -> int:
             if line.startswith("Pss:"):
                 total += int(line.split()[1])
     return total
-
-
-def _context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # throwaway certificates on loopback
-    return context
 
 
 async def _expect(reader: asyncio.StreamReader, prefix: bytes) -> None:
@@ -77,21 +71,34 @@ async def _idle_client(port: int, context: ssl.SSLContext) -> asyncio.StreamWrit
     return writer
 
 
-async def _measure(port: int, count: int, pids: Callable[[], list[int]]) -> float:
-    context = _context()
+Opener = Callable[[int, ssl.SSLContext], Awaitable[asyncio.StreamWriter]]
+
+
+async def measure(
+    port: int, count: int, pids: Callable[[], list[int]], open_one: Opener, batch: int
+) -> tuple[float, float]:
+    """Open ``count`` idle connections, ``batch`` at a time, with ``open_one``; return
+    (KiB of server PSS per connection, the server's PSS in MiB with them all open)."""
+    context = client_context()
     before = pss_kib(pids())
     writers: list[asyncio.StreamWriter] = []
     try:
-        for start in range(0, count, LOGIN_BATCH):
-            batch = min(LOGIN_BATCH, count - start)
-            writers += await asyncio.gather(*(_idle_client(port, context) for _ in range(batch)))
+        for start in range(0, count, batch):
+            n = min(batch, count - start)
+            writers += await asyncio.gather(*(open_one(port, context) for _ in range(n)))
         await asyncio.sleep(1.0)  # let the server settle (a bench, not a test)
         after = pss_kib(pids())
     finally:
         for writer in writers:
             writer.close()
-        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
-    return (after - before) / count
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True), 30
+            )
+    return (after - before) / count, after / 1024
+
+
+_IMAP = (_idle_client, LOGIN_BATCH)
 
 
 def main() -> None:
@@ -100,9 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     ensure_installed()
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    work = work_dir() / f"memory-{stamp}"
-    work.mkdir(parents=True)
+    work = run_dir("memory")
     cert, key = demo_cert(work)
     data = work / "ours"
     mssante("init", "--demo", "--data-dir", str(data), "--domain", "a.test")
@@ -130,7 +135,7 @@ def main() -> None:
             try:
                 server.wait_ready()
                 pid = server.process.pid
-                kib = asyncio.run(_measure(imaps, args.connections, lambda: [pid]))
+                kib, _ = asyncio.run(measure(imaps, args.connections, lambda: [pid], *_IMAP))
             finally:
                 server.stop()
             return {FIGURE: kib}
@@ -138,7 +143,9 @@ def main() -> None:
         def theirs() -> Figures:
             # Dovecot's per-connection processes end with their connections.
             return {
-                FIGURE: asyncio.run(_measure(dovecot.port_imaps, args.connections, dovecot.pids))
+                FIGURE: asyncio.run(
+                    measure(dovecot.port_imaps, args.connections, dovecot.pids, *_IMAP)
+                )[0]
             }
 
         mine, reference = alternate(args.rounds, ours, theirs)

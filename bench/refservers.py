@@ -39,7 +39,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from benchlib import work_dir
+from benchlib import client_context, work_dir
 
 POSTFIX = "/usr/sbin/postfix"
 POSTSUPER = "/usr/sbin/postsuper"
@@ -996,9 +995,7 @@ def _smoke_message(i: int) -> bytes:
 
 def main() -> int:
     ensure_installed()
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = client_context()
     with tempfile.TemporaryDirectory(dir=work_dir()) as scratch:
         cert, key = demo_cert(Path(scratch))
         with PostfixInstance(free_port(), cert, key) as postfix:

@@ -50,13 +50,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete
-
 from mssante import config as cfg
-from mssante.app import Runtime
-from mssante.schema import queue_messages
 
-from benchlib import Server, work_dir
+from benchlib import Server, empty_queue, run_dir, use_test_helpers
 from compare import Figures, alternate, machine, markdown, summarise, write_section
 from e2e_load import Counter, Imap, client_context, cpu_seconds, drive
 from refservers import free_port
@@ -71,14 +67,10 @@ FIG_CPU = "server CPU per 1,000 messages, A + B"
 FIG_CPU_A = "of which A (submission, relay out)"
 FIG_CPU_B = "of which B (relay in, local delivery)"
 
-_TESTS = Path(__file__).resolve().parent.parent / "tests"
-
 
 def _setup_pair(work: Path):  # type: ignore[no-untyped-def]
     """tests/smtp/operators.py's two nodes (shared CA, whitelists, transports, BALs)."""
-    for path in (_TESTS, _TESTS / "smtp"):
-        if str(path) not in sys.path:
-            sys.path.append(str(path))  # after the packages (tests/certs, tests/smtp…)
+    use_test_helpers("smtp")
     from operators import PASSWORD, setup_pair
 
     return setup_pair(work), PASSWORD
@@ -133,12 +125,7 @@ class OurPair:
 
     def flush_queues(self) -> None:
         for data in (self.a, self.b):
-            runtime = Runtime.open(cfg.load(data))
-            try:
-                with runtime.db.transaction() as conn:
-                    conn.execute(delete(queue_messages))  # recipients go with them (cascade)
-            finally:
-                runtime.db.dispose()
+            empty_queue(data)
 
 
 @contextlib.contextmanager
@@ -211,10 +198,7 @@ def main() -> None:
     from refservers import PARK_DELIVER, PostfixInstance, demo_cert, ensure_installed
 
     ensure_installed(["postfix"])
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    work = work_dir() / f"relay-{stamp}"
-    work.mkdir(parents=True)
-    work.chmod(0o755)  # Postfix's processes reach their directories through it
+    work = run_dir("relay")
     try:
         cert, key = demo_cert(work)
         port_b = free_port()

@@ -29,20 +29,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
-import ssl
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete
-
 from mssante import config as cfg
-from mssante.app import Runtime
-from mssante.schema import queue_messages
 
-from benchlib import Server, mssante, work_dir
+from benchlib import Server, client_context, empty_queue, mssante, run_dir, use_test_helpers
 from compare import Figures, alternate, machine, markdown, summarise, write_section
 from refservers import free_port
 from smtp_load import Target, load
@@ -53,7 +48,7 @@ RECIPIENT = "sink@b.test"
 
 
 def _offset() -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    use_test_helpers()
     from nodes import free_port_offset
 
     return free_port_offset()
@@ -66,12 +61,7 @@ class OurNode:
     submission: int
 
     def empty_queue(self) -> None:
-        runtime = Runtime.open(cfg.load(self.data))
-        try:
-            with runtime.db.transaction() as conn:
-                conn.execute(delete(queue_messages))  # recipients go with them (cascade)
-        finally:
-            runtime.db.dispose()
+        empty_queue(self.data)
 
 
 @contextlib.contextmanager
@@ -123,14 +113,6 @@ def our_node(work: Path) -> Iterator[OurNode]:
         server.stop()
 
 
-def _client_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # a bench: both servers use throwaway certificates
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 def _figures(
     target_for: dict[str, Target | None],
     empty: Callable[[], None],
@@ -175,11 +157,9 @@ def main() -> None:
     from refservers import PARK_DEFER, PostfixInstance, demo_cert, ensure_installed
 
     ensure_installed()
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    work = work_dir() / f"smtp-{stamp}"
-    work.mkdir(parents=True)
+    work = run_dir("smtp")
     cert, key = demo_cert(work)
-    context = _client_context()
+    context = client_context()
     with (
         our_node(work / "ours") as node,
         PostfixInstance(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shlex
 import shutil
 import ssl
@@ -34,23 +33,15 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from benchlib import Server, mssante, work_dir
+from benchlib import Server, mssante, run_dir
 from compare import Figures, alternate, machine, markdown, summarise, write_section
-from memory_bench import pss_kib
+from memory_bench import measure
 from refservers import PostfixInstance, demo_cert, ensure_installed, free_port
 from smtp_load import SmtpError, _command, _reply
 
 OPEN_BATCH = 10
 FIGURE = "idle SMTP session after STARTTLS + EHLO"
 FIGURE_TOTAL = "server PSS with all sessions open"
-
-
-def _context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # throwaway certificates on loopback
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 async def _idle_session(port: int, context: ssl.SSLContext) -> asyncio.StreamWriter:
@@ -69,24 +60,9 @@ async def _idle_session(port: int, context: ssl.SSLContext) -> asyncio.StreamWri
     return writer
 
 
-async def _measure(port: int, count: int, pids: Callable[[], list[int]]) -> Figures:
-    context = _context()
-    before = pss_kib(pids())
-    writers: list[asyncio.StreamWriter] = []
-    try:
-        for start in range(0, count, OPEN_BATCH):
-            batch = min(OPEN_BATCH, count - start)
-            writers += await asyncio.gather(*(_idle_session(port, context) for _ in range(batch)))
-        await asyncio.sleep(1.0)  # let the server settle (a bench, not a test)
-        after = pss_kib(pids())
-    finally:
-        for writer in writers:
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True), 30
-            )
-    return {FIGURE: (after - before) / count, FIGURE_TOTAL: after / 1024}
+def _figures(port: int, count: int, pids: Callable[[], list[int]]) -> Figures:
+    per, total = asyncio.run(measure(port, count, pids, _idle_session, OPEN_BATCH))
+    return {FIGURE: per, FIGURE_TOTAL: total}
 
 
 def main() -> None:
@@ -96,10 +72,7 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args()
     ensure_installed(["postfix"])
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    work = work_dir() / f"smtp-memory-{stamp}"
-    work.mkdir(parents=True)
-    work.chmod(0o755)  # Postfix's processes reach their directories through it
+    work = run_dir("smtp-memory")
     try:
         cert, key = demo_cert(work)
         data = work / "ours"
@@ -122,7 +95,7 @@ def main() -> None:
             try:
                 server.wait_ready()
                 pid = server.process.pid
-                return asyncio.run(_measure(submission, args.sessions, lambda: [pid]))
+                return _figures(submission, args.sessions, lambda: [pid])
             finally:
                 server.stop()
 
@@ -130,7 +103,7 @@ def main() -> None:
             with PostfixInstance(
                 free_port(), cert, key, parent=work, extra_main_cf=postfix_conf
             ) as postfix:
-                return asyncio.run(_measure(postfix.port, args.sessions, postfix.pids))
+                return _figures(postfix.port, args.sessions, postfix.pids)
 
         mine, reference = alternate(args.rounds, ours, theirs)
     finally:
