@@ -72,23 +72,6 @@ class SelectedView:
     shared: bool = False
 
     @classmethod
-    def load(cls, mailbox: Mailbox, *, readonly: bool, messages: Sequence[Change]) -> SelectedView:
-        view = cls(
-            mailbox.id,
-            mailbox.owner,
-            mailbox.name,
-            readonly,
-            mailbox.uidvalidity,
-            mailbox.highestmodseq,
-            keywords=mailbox.keywords,
-        )
-        for change in messages:
-            view.uids.append(change.uid)
-            view.flags[change.uid] = change.flags
-            view.modseqs[change.uid] = change.modseq
-        return view
-
-    @classmethod
     def from_state(
         cls,
         mailbox: Mailbox,
