@@ -40,7 +40,7 @@ from annuaire.synthetic import write_synthetic_file
 from mssante.db import Database
 
 import compare
-from benchlib import work_dir
+from benchlib import mssante, work_dir
 
 SEED = 11
 IMPORT_TARGET = 100_000  # lines/s
@@ -95,15 +95,6 @@ def sample_queries(path: Path, n: int, seed: int) -> dict[str, list[dict[str, st
         "profession": [{"profession": r.profession_label or "medecin"} for r in picks],
         "city only": [{"city": r.city or "paris"} for r in picks],
     }
-
-
-def mssante(*args: str) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "mssante", *args], capture_output=True, text=True, timeout=600
-    )
-    if made.returncode != 0:
-        raise RuntimeError(f"mssante {shlex.join(args)}: {made.stderr[-2000:]}")
-    return made.stdout
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,23 +99,6 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"mssante serve not ready after {timeout} s")
 
-    def cpu(self) -> float | None:
-        """User + system CPU seconds of the server process so far."""
-        try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat.rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def memory_mib(self, key: str = "VmRSS") -> float | None:
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return None
-        found = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
-        return int(found.group(1)) / 1024 if found else None
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -126,10 +110,24 @@ class Server:
         self._log.close()
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU of ``pids`` and of their reaped children (a daemon's master reaps
+    its workers), from /proc: the difference of two readings is the work done in between."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def mssante(*args: str) -> str:
     made = subprocess.run(
         [sys.executable, "-m", "mssante", *args], capture_output=True, text=True, timeout=300
     )
     if made.returncode != 0:
-        raise RuntimeError(f"mssante {shlex.join(args)}: {made.stderr}")
+        raise RuntimeError(f"mssante {shlex.join(args)}: {made.stderr[-2000:]}")
     return made.stdout

@@ -49,9 +49,9 @@ from pathlib import Path
 
 from cda.intake import check_package
 
-from benchlib import Server, mssante, run_dir, use_test_helpers
-from compare import Figures, alternate, machine, summarise, write_section
-from e2e_load import Imap, client_context, cpu_seconds, drive, metric
+from benchlib import Server, cpu_seconds, mssante, run_dir, use_test_helpers
+from compare import Figures, alternate, machine, markdown, summarise, write_section
+from e2e_load import Imap, client_context, drive, metric
 from smtp_load import Target
 
 BRIDGE = "dmp-bridge@a.test"
@@ -126,15 +126,6 @@ def _node(work: Path) -> Path:
         mssante("bal", "add", address, "--type", kind, *ident, "--password-file", str(pw),
                 "--data-dir", str(data))  # fmt: skip
     return data
-
-
-def _table(rows: Sequence[object]) -> str:
-    from compare import _cell  # the same "median (min–max)" cells as the other tables
-
-    lines = ["| figure | unit | ours |", "| --- | --- | --- |"]
-    for row in rows:
-        lines.append(f"| {row.figure} | {row.unit} | {_cell(row.ours)} |")  # type: ignore[attr-defined]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -215,7 +206,7 @@ def main() -> None:
         FIG_CHECK: "packages/s",
         FIG_CPU: "CPU s",
     }
-    table = _table(summarise(mine, [], units))
+    table = markdown(summarise(mine, [], units), None)
     print(table)
     if args.no_report:
         return

@@ -93,8 +93,13 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
-def markdown(rows: Sequence[Row], reference_name: str) -> str:
-    """The table: figure, ours and the reference as median (min–max), ratio ours/reference."""
+def markdown(rows: Sequence[Row], reference_name: str | None) -> str:
+    """The table: figure, ours and the reference as median (min–max), ratio ours/reference;
+    ours alone when there is no reference server (``reference_name`` None)."""
+    if reference_name is None:
+        lines = ["| figure | unit | ours |", "| --- | --- | --- |"]
+        lines += [f"| {row.figure} | {row.unit} | {_cell(row.ours)} |" for row in rows]
+        return "\n".join(lines) + "\n"
     lines = [
         f"| figure | unit | ours | {reference_name} | ours / {reference_name} |",
         "| --- | --- | --- | --- | --- |",

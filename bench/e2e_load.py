@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from benchlib import client_context
 from smtp_load import SmtpError, Target, session
@@ -105,20 +103,6 @@ async def metric(port: int, name: str, labels: str = "") -> int:
     series = re.escape(name + (f"{{{labels}}}" if labels else ""))
     found = re.search(rf"^{series} (\S+)$", body, re.MULTILINE)
     return int(float(found.group(1))) if found else 0
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU of ``pids`` and of their reaped children (a daemon's master reaps
-    its workers), from /proc: the difference of two readings is the work done in between."""
-    ticks = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- the driver

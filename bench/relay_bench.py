@@ -52,9 +52,9 @@ from pathlib import Path
 
 from mssante import config as cfg
 
-from benchlib import Server, empty_queue, run_dir, use_test_helpers
+from benchlib import Server, cpu_seconds, empty_queue, run_dir, use_test_helpers
 from compare import Figures, alternate, machine, markdown, summarise, write_section
-from e2e_load import Counter, Imap, client_context, cpu_seconds, drive
+from e2e_load import Counter, Imap, client_context, drive
 from refservers import free_port
 from smtp_load import Target, message
 
